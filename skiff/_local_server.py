@@ -1,0 +1,69 @@
+"""The embedded default: start a local ``skiff server`` in the background when none answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from . import config
+from .exception import ConnectionError
+
+START_TIMEOUT = 30.0
+
+
+def pid_path():
+    return config.home() / "server.pid"
+
+
+def log_path():
+    return config.home() / "server.log"
+
+
+def is_healthy(url: str | None = None, timeout: float = 1.0) -> bool:
+    url = (url or config.server_url()).rstrip("/") + "/v1/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_background(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT) -> int:
+    """Start ``skiff server start --foreground`` detached; return its pid once healthy."""
+    home = config.home()
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(log_path(), "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skiff.cli", "server", "start", "--foreground", "--host", host, "--port", str(port)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=dict(os.environ),
+    )
+    pid_path().write_text(str(proc.pid))
+    deadline = time.monotonic() + START_TIMEOUT
+    url = f"http://{host}:{port}"
+    while time.monotonic() < deadline:
+        if is_healthy(url, timeout=0.5):
+            return proc.pid
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = log_path().read_text(errors="replace")[-2000:] if log_path().exists() else ""
+    raise ConnectionError(f"the local skiff server did not start; its log ({log_path()}) ends with:\n{tail}")
+
+
+def ensure_running() -> None:
+    if is_healthy():
+        return
+    start_background()
+
+
+def running_pid() -> int | None:
+    try:
+        pid = int(pid_path().read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None

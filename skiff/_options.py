@@ -1,0 +1,160 @@
+"""Validation of ``@app.function(...)`` arguments, at decoration time.
+
+Every argument Modal's decorator takes is accepted by name. Each is checked at once and
+a bad value raises :class:`InvalidError` naming the argument. An argument whose
+capability skiff does not have yet raises :class:`NotSupportedError` rather than being
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exception import InvalidError, NotSupportedError
+from .retries import Retries
+
+MAX_TIMEOUT = 24 * 3600
+
+_GPU_SPEC = re.compile(r"^(any|[a-z][a-z0-9]*(-[0-9]+gb)?)(:[1-8])?$", re.IGNORECASE)
+
+# Arguments whose capability arrives with a later piece of skiff, and which piece.
+_NOT_YET = {
+    "image": "custom images (they need the `oci` runtime)",
+    "gpu": "GPU scheduling",
+    "cpu": "CPU reservations and limits (they need the `oci` runtime)",
+    "memory": "memory reservations and limits (they need the `oci` runtime)",
+    "ephemeral_disk": "ephemeral disk limits",
+    "secrets": "secrets",
+    "volumes": "volumes",
+    "network_file_systems": "network file systems",
+    "schedule": "schedules (they need deployed apps)",
+    "cloud": "cloud selection",
+    "region": "region selection",
+    "proxy": "proxies",
+    "enable_memory_snapshot": "memory snapshots",
+    "block_network": "network blocking (it needs the `oci` runtime)",
+    "i6pn": "private container networking",
+}
+
+# Older names Modal still accepts, and their current names.
+_DEPRECATED = {
+    "concurrency_limit": "max_containers",
+    "keep_warm": "min_containers",
+    "container_idle_timeout": "scaledown_window",
+}
+
+
+@dataclass
+class FunctionOptions:
+    timeout: float = 300.0
+    retries: Retries | None = None
+    min_containers: int = 0
+    max_containers: int | None = None
+    buffer_containers: int = 0
+    scaledown_window: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+    max_inputs: int | None = None
+    name: str | None = None
+    serialized: bool = False
+
+
+def _int(name: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidError(f"{name}= must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise InvalidError(f"{name}= must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(name: str, value: Any, *, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidError(f"{name}= must be a number of seconds, got {type(value).__name__} {value!r}")
+    if not 0 < value <= maximum:
+        raise InvalidError(f"{name}= must be more than 0 and at most {maximum:g} seconds, got {value!r}")
+    return float(value)
+
+
+def validate_gpu(gpu: Any) -> None:
+    specs = gpu if isinstance(gpu, list) else [gpu]
+    for spec in specs:
+        if not isinstance(spec, str) or not _GPU_SPEC.match(spec):
+            raise InvalidError(
+                f"gpu= must look like 'A100', 'A100-80GB', 'H100:2' or 'any' (or a list of those), got {spec!r}"
+            )
+
+
+def _check_not_yet(name: str, value: Any) -> None:
+    if name == "gpu":
+        validate_gpu(value)
+    elif name in ("cpu", "memory", "ephemeral_disk"):
+        parts = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(p, int | float) and not isinstance(p, bool) and p > 0 for p in parts):
+            raise InvalidError(f"{name}= must be a positive number or a (request, limit) pair, got {value!r}")
+    elif name == "secrets" and not isinstance(value, list | tuple):
+        raise InvalidError(f"secrets= must be a list of skiff.Secret, got {type(value).__name__}")
+    elif name in ("volumes", "network_file_systems") and not isinstance(value, dict):
+        raise InvalidError(f"{name}= must be a dict of mount path -> volume, got {type(value).__name__}")
+    raise NotSupportedError(
+        f"{name}= is not supported yet: skiff does not have {_NOT_YET[name]} today. "
+        f"Remove {name}= to run the function without it."
+    )
+
+
+def build_options(given: dict[str, Any]) -> FunctionOptions:
+    """Check every argument given to ``@app.function`` and return the resulting options."""
+    given = {k: v for k, v in given.items() if v is not None}
+    for old, new in _DEPRECATED.items():
+        if old in given:
+            warnings.warn(
+                f"{old}= is deprecated; use {new}= instead (it means the same)",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            if new in given:
+                raise InvalidError(f"pass {new}= or its old name {old}=, not both")
+            given[new] = given.pop(old)
+    if given.pop("allow_concurrent_inputs", None) is not None:
+        raise NotSupportedError("allow_concurrent_inputs= is not supported yet: concurrent inputs arrive with @skiff.concurrent")
+    for name in list(given):
+        if name in _NOT_YET:
+            _check_not_yet(name, given[name])
+
+    opts = FunctionOptions()
+    if "timeout" in given:
+        opts.timeout = _seconds("timeout", given.pop("timeout"), maximum=MAX_TIMEOUT)
+    if "retries" in given:
+        opts.retries = Retries.coerce(given.pop("retries"))
+    if "min_containers" in given:
+        opts.min_containers = _int("min_containers", given.pop("min_containers"), minimum=0)  # type: ignore[assignment]
+    if "max_containers" in given:
+        opts.max_containers = _int("max_containers", given.pop("max_containers"), minimum=1)
+    if "buffer_containers" in given:
+        opts.buffer_containers = _int("buffer_containers", given.pop("buffer_containers"), minimum=0)  # type: ignore[assignment]
+    if "scaledown_window" in given:
+        opts.scaledown_window = _seconds("scaledown_window", given.pop("scaledown_window"), maximum=MAX_TIMEOUT)
+    if "max_inputs" in given:
+        opts.max_inputs = _int("max_inputs", given.pop("max_inputs"), minimum=1)
+    if "env" in given:
+        env = given.pop("env")
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise InvalidError(f"env= must be a dict of str to str, got {env!r}")
+        opts.env = dict(env)
+    if "name" in given:
+        name = given.pop("name")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidError(f"name= must be a Python identifier, got {name!r}")
+        opts.name = name
+    if "serialized" in given:
+        opts.serialized = bool(given.pop("serialized"))
+    if opts.max_containers is not None and opts.min_containers > opts.max_containers:
+        raise InvalidError(
+            f"min_containers={opts.min_containers} is more than max_containers={opts.max_containers}"
+        )
+    if given:  # pragma: no cover - the decorator's signature only lets known names through
+        raise InvalidError(f"unknown @app.function argument(s): {', '.join(sorted(given))}")
+    return opts

@@ -1,0 +1,158 @@
+"""Running an app: register it with the server, keep it alive, stream its logs, stop it.
+
+Used by ``with app.run():`` and by ``skiff run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import asdict
+from typing import TYPE_CHECKING, TextIO
+
+from . import _mount
+from . import _serialization as ser
+from ._client import Client, get_client
+from ._wire import FunctionSpec
+from .exception import ConnectionError, InvalidError, NotFoundError
+
+if TYPE_CHECKING:
+    from .app import App
+    from .functions import Function
+
+
+def in_container() -> bool:
+    return os.environ.get("SKIFF_IS_CONTAINER") == "1"
+
+
+async def _upload_mount(client: Client, mount: _mount.CodeMount) -> dict[str, str]:
+    manifest = await asyncio.to_thread(mount.manifest)
+    blob_ids = sorted({sha for sha, _ in manifest.values()})
+    missing = set((await client.request("POST", "/blobs/missing", json={"blob_ids": blob_ids}))["blob_ids"])
+    for sha, path in manifest.values():
+        if sha in missing:
+            await client.request("PUT", f"/blobs/{sha}", content=path.read_bytes())
+            missing.discard(sha)
+    return {rel: sha for rel, (sha, _) in manifest.items()}
+
+
+async def function_spec(client: Client, fn: Function) -> FunctionSpec:
+    opts = fn.options
+    spec = FunctionSpec(
+        name=fn.tag,
+        timeout=opts.timeout,
+        retries=opts.retries.to_wire() if opts.retries else None,
+        min_containers=opts.min_containers,
+        max_containers=opts.max_containers,
+        buffer_containers=opts.buffer_containers,
+        scaledown_window=opts.scaledown_window,
+        env=opts.env,
+        max_inputs=opts.max_inputs,
+        is_generator=fn.is_generator,
+    )
+    raw = fn.get_raw_f()
+    where = _mount.module_of(raw)
+    if opts.serialized or where is None or "<locals>" in raw.__qualname__:
+        try:
+            data = ser.serialize(raw)
+        except Exception as exc:
+            raise InvalidError(f"function {fn.tag} cannot be serialized to send to a container: {exc}") from exc
+        spec.pickled = {"data": ser.b64(data), "blob_id": None}  # type: ignore[assignment]
+    else:
+        module_name, path = where
+        spec.module_name = module_name
+        spec.qualname = raw.__qualname__
+        spec.mount = await _upload_mount(client, _mount.code_mount(module_name, path))
+    return spec
+
+
+class LogPrinter:
+    """Prints container output as it arrives, each line tagged with its function."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.color = self.out.isatty() and "NO_COLOR" not in os.environ
+
+    def print(self, entry: dict) -> None:
+        tag = f"[{entry['function']}]"
+        if self.color:
+            tag = f"\x1b[2m{tag}\x1b[0m"
+        stream = sys.stderr if entry["stream"] == "stderr" and self.out is sys.stdout else self.out
+        stream.write(f"{tag} {entry['text']}\n")
+        stream.flush()
+
+
+class RunningApp:
+    def __init__(self, app: App, *, show_logs: bool = True) -> None:
+        self.app = app
+        self.show_logs = show_logs
+        self.app_id: str | None = None
+        self.client: Client | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._log_after = 0
+        self._printer = LogPrinter()
+
+    async def start(self) -> None:
+        self.client = client = await get_client()
+        info = await client.request("POST", "/apps", json={"name": self.app.name or "ephemeral-app", "kind": "ephemeral"})
+        self.app_id = info["app_id"]
+        self._heartbeat_interval = info["heartbeat_interval"]
+        try:
+            for fn in self.app.registered_functions.values():
+                spec = await function_spec(client, fn)
+                created = await client.request("POST", "/functions", json={"app_id": self.app_id, "spec": asdict(spec)})
+                fn.object_id = created["function_id"]
+        except BaseException:
+            await self.stop()
+            raise
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="skiff-heartbeat"))
+        if self.show_logs:
+            self._tasks.append(asyncio.create_task(self._stream_logs(), name="skiff-logs"))
+
+    async def _heartbeat(self) -> None:
+        assert self.client is not None
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            try:
+                await self.client.request("POST", f"/apps/{self.app_id}/heartbeat")
+            except NotFoundError:
+                print(f"skiff: app {self.app_id} was stopped on the server", file=sys.stderr)
+                return
+            except ConnectionError as exc:
+                print(f"skiff: heartbeat failed: {exc}", file=sys.stderr)
+
+    async def _stream_logs(self, final: bool = False) -> None:
+        assert self.client is not None
+        while True:
+            try:
+                batch = await self.client.request(
+                    "GET", f"/apps/{self.app_id}/logs", params={"after": self._log_after, "timeout": 0 if final else 25}
+                )
+            except ConnectionError:
+                if final:
+                    return
+                await asyncio.sleep(1.0)
+                continue
+            for entry in batch["entries"]:
+                self._log_after = entry["seq"]
+                self._printer.print(entry)
+            if (final or batch["app_state"] == "stopped") and not batch["entries"]:
+                return
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.client is None or self.app_id is None:
+            return
+        try:
+            await self.client.request("POST", f"/apps/{self.app_id}/stop")
+            if self.show_logs:
+                await self._stream_logs(final=True)  # whatever the containers printed last
+        except (ConnectionError, NotFoundError):
+            pass
+        finally:
+            for fn in self.app.registered_functions.values():
+                fn.object_id = None

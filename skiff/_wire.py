@@ -1,0 +1,204 @@
+"""The wire schema: every message that crosses HTTP between client, server and container.
+
+Plain dataclasses, so the in-container runtime (standard library and cloudpickle only)
+builds and reads the same messages the FastAPI server validates. Pickled payloads travel
+base64-encoded in ``Payload.data``; payloads above ``INLINE_PAYLOAD_LIMIT`` go through
+the blob store and travel as ``Payload.blob_id`` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+API_PREFIX = "/v1"
+INLINE_PAYLOAD_LIMIT = 2 * 1024 * 1024  # bytes of pickle; bigger goes through the blob store
+
+OutputStatus = Literal["success", "failure", "timeout", "terminated", "cancelled", "init_failure"]
+AppState = Literal["ephemeral", "deployed", "stopping", "stopped"]
+
+
+@dataclass
+class Payload:
+    data: str | None = None  # base64 of a cloudpickle
+    blob_id: str | None = None  # sha256 of a cloudpickle in the blob store
+
+
+@dataclass
+class ErrorBody:
+    code: str
+    message: str
+
+
+# -- apps ---------------------------------------------------------------------------
+
+
+@dataclass
+class AppCreate:
+    name: str
+    kind: Literal["ephemeral", "deployed"] = "ephemeral"
+
+
+@dataclass
+class AppInfo:
+    app_id: str
+    name: str
+    state: str
+    created_at: float
+    stopped_at: float | None = None
+    functions: list[str] = field(default_factory=list)
+    containers: int = 0
+    heartbeat_interval: float = 5.0  # how often the app's client must say it is alive
+
+
+# -- functions -----------------------------------------------------------------------
+
+
+@dataclass
+class FunctionSpec:
+    """Everything the server needs to run a function; built by ``@app.function``."""
+
+    name: str
+    module_name: str | None = None  # imported inside the container...
+    qualname: str | None = None  # ...and this attribute path looked up in it
+    pickled: Payload | None = None  # or the function itself, cloudpickled
+    mount: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    timeout: float = 300.0
+    retries: dict | None = None  # Retries.to_wire()
+    min_containers: int = 0
+    max_containers: int | None = None
+    buffer_containers: int = 0
+    scaledown_window: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+    max_inputs: int | None = None
+    is_generator: bool = False
+
+
+@dataclass
+class FunctionCreate:
+    app_id: str
+    spec: FunctionSpec
+
+
+@dataclass
+class FunctionCreated:
+    function_id: str
+
+
+# -- calls ---------------------------------------------------------------------------
+
+
+@dataclass
+class InputItem:
+    idx: int
+    args: Payload
+
+
+@dataclass
+class CallCreate:
+    function_id: str
+    kind: Literal["remote", "spawn", "map", "generator"] = "remote"
+    inputs: list[InputItem] = field(default_factory=list)
+    inputs_complete: bool = True  # False while a map is still streaming inputs
+
+
+@dataclass
+class CallCreated:
+    call_id: str
+
+
+@dataclass
+class CallInputs:
+    inputs: list[InputItem]
+    inputs_complete: bool = False
+
+
+@dataclass
+class OutputItem:
+    seq: int  # position in the call's output stream; the client acknowledges by seq
+    idx: int  # which input this answers
+    status: str  # OutputStatus
+    result: Payload | None = None  # the return value, or the pickled exception
+    exc_type: str | None = None
+    exc_message: str | None = None
+    traceback: str | None = None
+    gen_index: int | None = None  # set for one item yielded by a generator
+    gen_done: bool = False  # set on the last output of a generator input
+
+
+@dataclass
+class CallOutputs:
+    outputs: list[OutputItem]
+    done: bool  # every input has its final output and the client has them all
+
+
+# -- containers ----------------------------------------------------------------------
+
+
+@dataclass
+class ContainerOutput:
+    input_id: str
+    status: str  # OutputStatus
+    result: Payload | None = None
+    exc_type: str | None = None
+    exc_message: str | None = None
+    traceback: str | None = None
+    gen_index: int | None = None
+    gen_done: bool = False
+
+
+@dataclass
+class ContainerExchange:
+    """One round trip: hand in finished outputs, ask for up to ``want`` new inputs."""
+
+    outputs: list[ContainerOutput] = field(default_factory=list)
+    want: int = 1
+    timeout: float = 25.0
+
+
+@dataclass
+class ContainerInput:
+    input_id: str
+    args: Payload
+
+
+@dataclass
+class ContainerWork:
+    inputs: list[ContainerInput]
+    stop: bool = False  # the container should finish and exit
+
+
+@dataclass
+class ContainerHello:
+    function_id: str
+    spec: FunctionSpec
+
+
+@dataclass
+class ContainerSignals:
+    cancel: list[str] = field(default_factory=list)  # input ids to interrupt
+    stop: bool = False
+
+
+# -- logs ----------------------------------------------------------------------------
+
+
+@dataclass
+class LogEntry:
+    seq: int
+    ts: float
+    function: str
+    container_id: str
+    stream: str
+    text: str
+
+
+@dataclass
+class LogBatch:
+    entries: list[LogEntry]
+    app_state: str
+
+
+@dataclass
+class BlobsMissing:
+    blob_ids: list[str]

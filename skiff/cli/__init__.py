@@ -1,0 +1,32 @@
+"""The ``skiff`` command: one module per noun, registered here."""
+
+from __future__ import annotations
+
+import click
+
+from .app import app_group
+from .run import run_command
+from .server import server_group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="skiff", prog_name="skiff")
+def cli() -> None:
+    """skiff runs your Python functions in containers on your own machines.
+
+    \b
+    Quick start:
+      skiff run hello.py              run an app's local entrypoint
+      skiff run hello.py::square --x 3  call one function
+      skiff app list                  see running and stopped apps
+      skiff app logs APP -f           follow an app's logs
+    """
+
+
+cli.add_command(run_command)
+cli.add_command(app_group)
+cli.add_command(server_group)
+
+
+def main() -> None:
+    cli(prog_name="skiff")

@@ -1,0 +1,344 @@
+"""``Function``, the handle ``@app.function`` returns, and ``FunctionCall``, a call in flight.
+
+```python
+@app.function(retries=2)
+def square(x: int) -> int:
+    return x * x
+
+square.remote(7)                 # 49, computed in a container
+list(square.map(range(10)))      # fan out
+call = square.spawn(9)           # fire now...
+call.get()                       # ...collect later
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from . import _serialization as ser
+from ._options import FunctionOptions
+from ._sync import dual, dual_classmethod, run_sync
+from ._wire import INLINE_PAYLOAD_LIMIT
+from .exception import ExecutionError, InvalidError, OutputExpiredError, TimeoutError
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from .app import App
+
+__all__ = ["Function", "FunctionCall"]
+
+MAP_BATCH = 500  # inputs per upload request
+MAP_OUTSTANDING = 1000  # inputs sent but not yet answered, at most
+_POLL = 25.0  # seconds one output long-poll may wait
+
+
+async def _client() -> Client:
+    from ._client import get_client
+
+    return await get_client()
+
+
+async def encode_payload(client: Client, data: bytes) -> dict:
+    if len(data) > INLINE_PAYLOAD_LIMIT:
+        blob_id = ser.sha256(data)
+        await client.request("PUT", f"/blobs/{blob_id}", content=data)
+        return {"blob_id": blob_id, "data": None}
+    return {"data": ser.b64(data), "blob_id": None}
+
+
+async def decode_payload(client: Client, payload: dict | None) -> Any:
+    if payload is None:
+        return None
+    if payload.get("blob_id"):
+        return ser.deserialize(await client.get_bytes(f"/blobs/{payload['blob_id']}"))
+    return ser.deserialize(ser.unb64(payload["data"]))
+
+
+async def _output_value(client: Client, out: dict) -> Any:
+    """The value of one output, or the exception it carries (returned, not raised)."""
+    if out["status"] == "success":
+        return await decode_payload(client, out.get("result"))
+    pickled = None
+    if out.get("result") and out["result"].get("data"):
+        pickled = ser.unb64(out["result"]["data"])
+    exc = ser.rebuild_exception(pickled, out.get("exc_type"), out.get("exc_message"), out.get("traceback"))
+    return _Failure(exc)
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class Function:
+    """A function that runs in skiff containers. Made by ``@app.function``."""
+
+    def __init__(self, raw_f: Callable[..., Any], app: App, options: FunctionOptions) -> None:
+        self._raw_f = raw_f
+        self.app = app
+        self.options = options
+        self.tag = options.name or raw_f.__name__
+        self.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
+        self.object_id: str | None = None
+        self.__doc__ = raw_f.__doc__
+        self.__name__ = raw_f.__name__
+        self.__qualname__ = raw_f.__qualname__
+        self.__module__ = raw_f.__module__
+
+    def __repr__(self) -> str:
+        return f"<skiff.Function {self.tag}>"
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        return self._raw_f
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here, in this process, as plain Python."""
+        return self._raw_f(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.local(*args, **kwargs)
+
+    def _function_id(self) -> str:
+        if self.object_id is None:
+            raise ExecutionError(
+                f"{self.tag}() is not running: call it inside `with app.run():`, from a "
+                "`@app.local_entrypoint()` under `skiff run`, or use .local() to run it here"
+            )
+        return self.object_id
+
+    async def _start_call(self, kind: str, inputs: list[dict], complete: bool) -> tuple[Client, str]:
+        client = await _client()
+        body = {"function_id": self._function_id(), "kind": kind, "inputs": inputs, "inputs_complete": complete}
+        created = await client.request("POST", "/calls", json=body)
+        return client, created["call_id"]
+
+    async def _one_input(self, args: tuple, kwargs: dict) -> dict:
+        data = ser.serialize_args(self.tag, args, kwargs)
+        client = await _client()
+        return {"idx": 0, "args": await encode_payload(client, data)}
+
+    # -- single calls -----------------------------------------------------------------
+
+    @dual
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function in a container and return its result."""
+        if self.is_generator:
+            raise InvalidError(f"{self.tag} is a generator: call it with .remote_gen(), not .remote()")
+        fid = self._function_id()
+        call = FunctionCall(await self._start_call_id("remote", await self._one_input(args, kwargs)), fid)
+        return await call._get(timeout=None)
+
+    async def _start_call_id(self, kind: str, item: dict) -> str:
+        _, call_id = await self._start_call(kind, [item], True)
+        return call_id
+
+    @dual
+    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """Start the function and return at once; ``.get()`` on the result waits for it."""
+        if self.is_generator:
+            raise InvalidError(f"{self.tag} is a generator: spawn() cannot collect its items; use .remote_gen()")
+        call_id = await self._start_call_id("spawn", await self._one_input(args, kwargs))
+        return FunctionCall(call_id, self._function_id())
+
+    @dual
+    async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Run a generator function in a container, yielding its items as they come."""
+        if not self.is_generator:
+            raise InvalidError(f"{self.tag} is not a generator: call it with .remote()")
+        client, call_id = await self._start_call("generator", [await self._one_input(args, kwargs)], True)
+        after, next_index, early = 0, 0, {}
+        while True:
+            res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": _POLL})
+            for out in res["outputs"]:
+                after = out["seq"]
+                if out["status"] != "success":
+                    raise (await _output_value(client, out)).exc
+                if out.get("gen_done"):
+                    return
+                early[out["gen_index"]] = out
+                while next_index in early:
+                    yield await decode_payload(client, early.pop(next_index).get("result"))
+                    next_index += 1
+            if res["done"]:
+                return
+
+    # -- many calls ------------------------------------------------------------------------
+
+    @dual
+    async def map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Run the function over every input in parallel, yielding results as they come.
+
+        ```python
+        for y in square.map(range(1000)):   # results in input order
+            ...
+        ```
+        """
+        async for value in self._map(zip(*input_iterators, strict=False), kwargs or {}, order_outputs, return_exceptions):
+            yield value
+
+    @dual
+    async def starmap(
+        self,
+        input_iterator: Iterable[tuple],
+        *,
+        kwargs: dict | None = None,
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Like :meth:`map`, but each input is a tuple of positional arguments."""
+        async for value in self._map(iter(input_iterator), kwargs or {}, order_outputs, return_exceptions):
+            yield value
+
+    @dual
+    async def for_each(self, *input_iterators: Iterable[Any], kwargs: dict | None = None,
+                       ignore_exceptions: bool = False) -> None:
+        """Run the function over every input for its side effects, discarding results."""
+        async for _ in self._map(zip(*input_iterators, strict=False), kwargs or {}, False, ignore_exceptions):
+            pass
+
+    async def _map(self, arg_tuples: Iterable[tuple], kwargs: dict, order_outputs: bool,
+                   return_exceptions: bool) -> AsyncIterator[Any]:
+        if self.is_generator:
+            raise InvalidError(f"{self.tag} is a generator; .map() needs a function that returns")
+        client = await _client()
+        fid = self._function_id()
+        window = asyncio.Semaphore(MAP_OUTSTANDING)
+        call_id: str | None = None
+        call_ready = asyncio.Event()
+        total: int | None = None
+
+        async def flush(batch: list[dict], last: bool) -> None:
+            nonlocal call_id
+            if call_id is None:
+                body = {"function_id": fid, "kind": "map", "inputs": batch, "inputs_complete": last}
+                call_id = (await client.request("POST", "/calls", json=body))["call_id"]
+                call_ready.set()
+            else:
+                await client.request("POST", f"/calls/{call_id}/inputs", json={"inputs": batch, "inputs_complete": last})
+
+        async def send() -> None:
+            nonlocal total
+            idx, batch = 0, []
+            for args in arg_tuples:
+                if batch and (len(batch) >= MAP_BATCH or window.locked()):
+                    await flush(batch, False)  # never wait on the window with unsent inputs
+                    batch = []
+                await window.acquire()
+                data = ser.serialize_args(self.tag, tuple(args), kwargs)
+                batch.append({"idx": idx, "args": await encode_payload(client, data)})
+                idx += 1
+            await flush(batch, True)
+            total = idx
+
+        async def poll(after: int) -> dict:
+            return await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": _POLL})
+
+        async def first_of(aw: Any) -> Any:
+            """Await ``aw``, but fail fast if the sender failed meanwhile."""
+            task = asyncio.ensure_future(aw)
+            if not sender.done():
+                await asyncio.wait([task, sender], return_when=asyncio.FIRST_COMPLETED)
+            if sender.done() and sender.exception() is not None:
+                task.cancel()
+                raise sender.exception()  # type: ignore[misc]
+            return await task
+
+        sender = asyncio.create_task(send())
+        received = 0
+        try:
+            await first_of(call_ready.wait())
+            after, next_idx, held = 0, 0, {}
+            while total is None or received < total:
+                res = await first_of(poll(after))
+                for out in res["outputs"]:
+                    after = out["seq"]
+                    received += 1
+                    window.release()
+                    value = await _output_value(client, out)
+                    if isinstance(value, _Failure) and not return_exceptions:
+                        raise value.exc
+                    if isinstance(value, _Failure):
+                        value = value.exc
+                    if not order_outputs:
+                        yield value
+                        continue
+                    held[out["idx"]] = value
+                    while next_idx in held:
+                        yield held.pop(next_idx)
+                        next_idx += 1
+                if res["done"]:
+                    break
+        finally:
+            if not sender.done():
+                sender.cancel()
+            if call_id is not None and (total is None or received < total):
+                try:
+                    await client.request("POST", f"/calls/{call_id}/cancel")
+                except Exception:
+                    pass
+
+
+class FunctionCall:
+    """A call started with ``.spawn()``; collect it with ``.get()`` or stop it with ``.cancel()``."""
+
+    def __init__(self, object_id: str, function_id: str | None = None) -> None:
+        self.object_id = object_id
+        self.function_id = function_id
+
+    def __repr__(self) -> str:
+        return f"<skiff.FunctionCall {self.object_id}>"
+
+    @dual_classmethod
+    async def from_id(cls, function_call_id: str) -> FunctionCall:
+        """A handle on an existing call, e.g. one spawned by another process."""
+        client = await _client()
+        await client.request("GET", f"/calls/{function_call_id}/outputs", params={"after": 0, "timeout": 0})
+        return cls(function_call_id)
+
+    @dual
+    async def get(self, timeout: float | None = None) -> Any:
+        """Wait for the result. Raises ``TimeoutError`` if ``timeout`` seconds pass first."""
+        return await self._get(timeout)
+
+    async def _get(self, timeout: float | None) -> Any:
+        client = await _client()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
+            res = await client.request("GET", f"/calls/{self.object_id}/outputs", params={"after": 0, "timeout": wait})
+            for out in res["outputs"]:
+                value = await _output_value(client, out)
+                if isinstance(value, _Failure):
+                    raise value.exc
+                return value
+            if res["done"]:
+                raise OutputExpiredError(f"call {self.object_id} finished without an output")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")
+
+    @dual
+    async def cancel(self) -> None:
+        """Stop the call: pending inputs are dropped and a running one is interrupted."""
+        client = await _client()
+        await client.request("POST", f"/calls/{self.object_id}/cancel")
+
+    @staticmethod
+    def gather(*calls: FunctionCall) -> list[Any]:
+        """Wait for several spawned calls and return their results in order."""
+        async def _all() -> list[Any]:
+            return list(await asyncio.gather(*(c._get(None) for c in calls)))
+
+        return run_sync(_all())

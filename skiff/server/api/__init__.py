@@ -1,0 +1,10 @@
+"""The HTTP API: one router per noun, each a thin layer over :class:`ControlPlane`."""
+
+from .apps import router as apps_router
+from .blobs import router as blobs_router
+from .calls import router as calls_router
+from .containers import router as containers_router
+
+routers = [apps_router, blobs_router, calls_router, containers_router]
+
+__all__ = ["routers"]

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from ..._wire import API_PREFIX, AppCreate, FunctionCreate, FunctionCreated
+from ..control import ControlPlane
+from .deps import control, require_token, wire
+
+router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
+
+
+@router.post("/apps")
+async def create_app(body: AppCreate, cp: ControlPlane = Depends(control)):
+    return wire(await cp.create_app(body.name, body.kind))
+
+
+@router.get("/apps")
+async def list_apps(cp: ControlPlane = Depends(control)):
+    return wire(await cp.list_apps())
+
+
+@router.get("/apps/{name_or_id}")
+async def get_app(name_or_id: str, cp: ControlPlane = Depends(control)):
+    return wire(await cp.app_info(name_or_id))
+
+
+@router.post("/apps/{app_id}/heartbeat")
+async def heartbeat(app_id: str, cp: ControlPlane = Depends(control)):
+    await cp.heartbeat(app_id)
+    return wire(None)
+
+
+@router.post("/apps/{app_id}/stop")
+async def stop_app(app_id: str, cp: ControlPlane = Depends(control)):
+    await cp.stop_app(app_id)
+    return wire(None)
+
+
+@router.get("/apps/{app_id}/logs")
+async def logs(
+    app_id: str,
+    after: int = Query(0, ge=0),
+    timeout: float = Query(25.0, ge=0, le=60),
+    cp: ControlPlane = Depends(control),
+):
+    return wire(await cp.read_logs(app_id, after, timeout))
+
+
+@router.post("/functions")
+async def create_function(body: FunctionCreate, cp: ControlPlane = Depends(control)):
+    return wire(FunctionCreated(function_id=await cp.create_function(body.app_id, body.spec)))

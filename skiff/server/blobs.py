@@ -1,0 +1,93 @@
+"""Content-addressed blob store on local disk: code files and large payloads, by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from ..exception import InvalidError, NotFoundError
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_blob_id(blob_id: str) -> str:
+    if not _SHA256.match(blob_id):
+        raise InvalidError(f"blob id must be 64 lowercase hex characters (a sha256), got {blob_id[:80]!r}")
+    return blob_id
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = root / "tmp"
+        self._tmp.mkdir(exist_ok=True)
+
+    def path(self, blob_id: str) -> Path:
+        check_blob_id(blob_id)
+        return self.root / blob_id[:2] / blob_id
+
+    def exists(self, blob_id: str) -> bool:
+        return self.path(blob_id).exists()
+
+    def missing(self, blob_ids: list[str]) -> list[str]:
+        return [b for b in blob_ids if not self.exists(b)]
+
+    async def put_stream(self, blob_id: str, chunks: AsyncIterator[bytes]) -> None:
+        """Store a blob, verifying its hash; a mismatch stores nothing."""
+        target = self.path(blob_id)
+        if target.exists():
+            async for _ in chunks:
+                pass
+            return
+        digest = hashlib.sha256()
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    digest.update(chunk)
+                    f.write(chunk)
+            if digest.hexdigest() != blob_id:
+                raise InvalidError(f"uploaded content has sha256 {digest.hexdigest()}, not the {blob_id} it was sent as")
+            target.parent.mkdir(exist_ok=True)
+            os.replace(tmp_name, target)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+    def read(self, blob_id: str) -> bytes:
+        try:
+            return self.path(blob_id).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {blob_id} is not in the blob store") from None
+
+    def materialize(self, manifest: dict[str, str], into: Path) -> Path:
+        """Lay out a code mount (relative path -> blob id) as a directory of hard links.
+
+        The directory is named by the manifest's own hash, so the same code is laid out
+        once and reused by every container that runs it.
+        """
+        key = hashlib.sha256(repr(sorted(manifest.items())).encode()).hexdigest()[:32]
+        target = into / key
+        if target.exists():
+            return target
+        staging = Path(tempfile.mkdtemp(dir=into, prefix=".staging-"))
+        for rel, blob_id in manifest.items():
+            rel_path = Path(rel)
+            if rel_path.is_absolute() or ".." in rel_path.parts:
+                raise InvalidError(f"mount path {rel!r} must be relative and stay inside the mount")
+            dest = staging / rel_path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            src = self.path(blob_id)
+            if not src.exists():
+                raise NotFoundError(f"code file {rel} (blob {blob_id}) was never uploaded")
+            os.link(src, dest)
+        try:
+            os.rename(staging, target)
+        except OSError:  # another container laid it out first
+            pass
+        return target

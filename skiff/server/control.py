@@ -1,0 +1,294 @@
+"""The control plane's core: apps, functions and calls, tied to their runners.
+
+The HTTP layer (:mod:`skiff.server.api`) is a thin translation onto the methods here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .._wire import (
+    AppInfo,
+    CallOutputs,
+    ContainerExchange,
+    ContainerOutput,
+    ContainerSignals,
+    ContainerWork,
+    FunctionSpec,
+    InputItem,
+    LogBatch,
+    LogEntry,
+)
+from ..exception import InvalidError, NotFoundError
+from ..worker.runtime import ContainerRuntime
+from .blobs import BlobStore
+from .calls import CallState, Input
+from .ids import new_id
+from .logs import LogSink
+from .placement import LocalPlacement
+from .scheduler import FunctionRunner, ServerContext
+from .store import Store
+
+log = logging.getLogger("skiff.control")
+
+SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a client heartbeat after which an ephemeral app is stopped."""
+    return float(os.environ.get("SKIFF_APP_HEARTBEAT_TIMEOUT", "20"))
+
+
+class ControlPlane:
+    def __init__(self, store: Store, home: Path, runtime: ContainerRuntime, server_url: str, token: str) -> None:
+        self.store = store
+        self.blobs = BlobStore(home / "blobs")
+        self.logs = LogSink(store)
+        mounts = home / "mounts"
+        mounts.mkdir(parents=True, exist_ok=True)
+        self.ctx = ServerContext(
+            store=store, blobs=self.blobs, logs=self.logs, runtime=runtime, server_url=server_url,
+            token=token, mounts_dir=mounts, placement=LocalPlacement(), on_call_done=self._call_done,
+        )
+        self.runners: dict[str, FunctionRunner] = {}
+        self.calls: dict[str, CallState] = {}
+        self._heartbeats: dict[str, float] = {}  # ephemeral app id -> last client heartbeat
+        self._log_waiters: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        await self.store.run(self._recover)
+        self.logs.start()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    def _recover(self) -> None:
+        """After a restart: nothing from the last run is still running."""
+        for row in self.store.running_containers():
+            self.store.container_stopped(row.id, None, "server restarted")
+        for app in self.store.live_apps():
+            if app.kind == "ephemeral":
+                self.store.set_app_state(app.id, "stopped")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for runner in list(self.runners.values()):
+            await runner.stop("the server stopped")
+        await self.logs.close()
+
+    # -- apps ---------------------------------------------------------------------------
+
+    async def create_app(self, name: str, kind: str) -> AppInfo:
+        if kind != "ephemeral":
+            raise InvalidError(f"app kind {kind!r} is not supported yet; only 'ephemeral' apps run today")
+        app_id = new_id("ap")
+        row = await self.store.run(self.store.create_app, app_id, name, kind)
+        self._heartbeats[app_id] = time.time()
+        return AppInfo(app_id=row.id, name=row.name, state=row.state, created_at=row.created_at,
+                       heartbeat_interval=heartbeat_timeout() / 4)
+
+    async def heartbeat(self, app_id: str) -> None:
+        if app_id not in self._heartbeats:
+            raise NotFoundError(f"app {app_id} is not running (it was stopped or the server restarted)")
+        self._heartbeats[app_id] = time.time()
+
+    async def app_info(self, name_or_id: str) -> list[AppInfo]:
+        rows = await self.store.run(self.store.find_apps, name_or_id)
+        if not rows:
+            raise NotFoundError(f"no app named or with id {name_or_id!r}; `skiff app list` shows the apps")
+        return [await self._info(r) for r in rows]
+
+    async def list_apps(self) -> list[AppInfo]:
+        return [await self._info(r) for r in await self.store.run(self.store.list_apps)]
+
+    async def _info(self, row) -> AppInfo:
+        fns = await self.store.run(self.store.app_functions, row.id)
+        containers = sum(len(self.runners[f.id].containers) for f in fns if f.id in self.runners)
+        return AppInfo(
+            app_id=row.id, name=row.name, state=row.state, created_at=row.created_at,
+            stopped_at=row.stopped_at, functions=[f.name for f in fns], containers=containers,
+        )
+
+    async def stop_app(self, app_id: str, reason: str = "the app was stopped") -> None:
+        row = await self.store.run(self.store.get_app, app_id)
+        if row is None:
+            raise NotFoundError(f"no app with id {app_id!r}")
+        self._heartbeats.pop(app_id, None)
+        if row.state == "stopped":
+            return
+        await self.store.run(self.store.set_app_state, app_id, "stopping")
+        for runner in [r for r in self.runners.values() if r.app_id == app_id]:
+            await runner.stop(reason)
+            del self.runners[runner.id]
+        await self.logs.flush()
+        await self.store.run(self.store.set_app_state, app_id, "stopped")
+        self._wake_logs(app_id)
+
+    # -- functions ----------------------------------------------------------------------
+
+    async def create_function(self, app_id: str, spec: FunctionSpec) -> str:
+        if app_id not in self._heartbeats:
+            raise NotFoundError(f"app {app_id} is not running; functions can only be added to a running app")
+        if spec.module_name is None and spec.pickled is None:
+            raise InvalidError(f"function {spec.name!r} needs a module_name or a pickled function")
+        function_id = new_id("fu")
+        await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
+        self.runners[function_id] = FunctionRunner(self.ctx, function_id, app_id, spec)
+        return function_id
+
+    def runner(self, function_id: str) -> FunctionRunner:
+        runner = self.runners.get(function_id)
+        if runner is None:
+            raise NotFoundError(f"function {function_id} is not running (its app was stopped)")
+        return runner
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def create_call(self, function_id: str, kind: str, inputs: list[InputItem], complete: bool) -> str:
+        runner = self.runner(function_id)
+        call = CallState(id=new_id("fc"), function_id=function_id, kind=kind)
+        self.calls[call.id] = call
+        await self.store.run(self.store.create_call, call.id, function_id, kind)
+        self._add_inputs(runner, call, inputs, complete)
+        return call.id
+
+    def call(self, call_id: str) -> CallState:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise NotFoundError(
+                f"no call {call_id} is held by the server: it never existed, its result was "
+                "already collected, or the server restarted"
+            )
+        return call
+
+    async def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> None:
+        call = self.call(call_id)
+        if call.inputs_complete:
+            raise InvalidError(f"call {call_id} already has all its inputs")
+        self._add_inputs(self.runner(call.function_id), call, inputs, complete)
+
+    def _add_inputs(self, runner: FunctionRunner, call: CallState, items: list[InputItem], complete: bool) -> None:
+        if items:
+            call.num_inputs += len(items)
+            runner.submit([Input(call=call, idx=i.idx, args=i.args) for i in items])
+        if complete:
+            call.mark_inputs_complete()
+            if call.done:
+                self._call_done(call)
+
+    async def outputs(self, call_id: str, after: int, timeout: float, limit: int = 1000) -> CallOutputs:
+        call = self.call(call_id)
+        call.acknowledge(after)
+        items = await call.wait_outputs(after, min(timeout, 55.0), limit)
+        last = items[-1].seq if items else after
+        done = call.all_delivered(last)
+        if done and call.kind != "spawn":
+            self.calls.pop(call.id, None)  # the caller has everything: forget the call
+        return CallOutputs(outputs=items, done=done)
+
+    async def cancel(self, call_id: str) -> None:
+        call = self.call(call_id)
+        if call.done:
+            return
+        call.cancelled = True
+        call.mark_inputs_complete()
+        runner = self.runners.get(call.function_id)
+        if runner is not None:
+            runner.cancel_call(call)
+
+    def _call_done(self, call: CallState) -> None:
+        status = "cancelled" if call.cancelled else "done"
+        asyncio.ensure_future(
+            self.store.run(self.store.finish_call, call.id, status, call.num_inputs, call.num_failures)
+        )
+
+    # -- containers ------------------------------------------------------------------------
+
+    def _container_runner(self, function_id: str, container_id: str) -> FunctionRunner:
+        runner = self.runners.get(function_id)
+        if runner is None or container_id not in runner.containers:
+            raise NotFoundError(f"container {container_id} is not known to the server")
+        return runner
+
+    def container_spec(self, function_id: str, container_id: str) -> FunctionSpec:
+        return self._container_runner(function_id, container_id).spec
+
+    async def container_exchange(self, function_id: str, container_id: str, msg: ContainerExchange) -> ContainerWork:
+        runner = self.runners.get(function_id)
+        if runner is None:
+            return ContainerWork(inputs=[], stop=True)
+        return await runner.exchange(container_id, msg)
+
+    def container_init_failed(self, function_id: str, container_id: str, out: ContainerOutput) -> None:
+        self._container_runner(function_id, container_id).init_failed(container_id, out)
+
+    async def container_signals(self, function_id: str, container_id: str, timeout: float) -> ContainerSignals:
+        runner = self.runners.get(function_id)
+        c = runner.container_signals(container_id) if runner else None
+        if c is None:
+            return ContainerSignals(stop=True)
+        try:
+            first = await asyncio.wait_for(c.signals.get(), timeout)
+        except TimeoutError:
+            return ContainerSignals(stop=c.stopping)
+        cancel = [first]
+        while not c.signals.empty():
+            cancel.append(c.signals.get_nowait())
+        return ContainerSignals(cancel=cancel, stop=c.stopping)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    async def read_logs(self, app_id: str, after: int, timeout: float) -> LogBatch:
+        row = await self.store.run(self.store.get_app, app_id)
+        if row is None:
+            raise NotFoundError(f"no app with id {app_id!r}")
+        deadline = time.monotonic() + min(timeout, 55.0)
+        while True:
+            rows = await self.store.run(self.store.read_logs, app_id, after)
+            state = (await self.store.run(self.store.get_app, app_id)).state
+            remaining = deadline - time.monotonic()
+            if rows or state == "stopped" or remaining <= 0:
+                entries = [
+                    LogEntry(seq=r.seq, ts=r.ts, function=r.function, container_id=r.container_id,
+                             stream=r.stream, text=r.text)
+                    for r in rows
+                ]
+                return LogBatch(entries=entries, app_state=state)
+            event = self._log_waiters.setdefault(app_id, asyncio.Event())
+            flushed = asyncio.ensure_future(self.logs.wait_flush(remaining))
+            stopped = asyncio.ensure_future(event.wait())
+            await asyncio.wait([flushed, stopped], return_when=asyncio.FIRST_COMPLETED)
+            flushed.cancel()
+            stopped.cancel()
+
+    def _wake_logs(self, app_id: str) -> None:
+        event = self._log_waiters.pop(app_id, None)
+        if event:
+            event.set()
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        """Once a second: stop apps whose client vanished, persist heartbeats, and drop
+        spawned results nobody collected."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now = time.time()
+                limit = heartbeat_timeout()
+                for app_id, last in list(self._heartbeats.items()):
+                    if now - last > limit:
+                        log.info("app %s: no client heartbeat for %.0f s, stopping it", app_id, now - last)
+                        await self.stop_app(app_id, "the app's client disconnected")
+                if self._heartbeats:
+                    await self.store.run(self.store.touch_apps, dict(self._heartbeats))
+                for call_id, call in list(self.calls.items()):
+                    if call.finished_at and now - call.finished_at > SPAWN_RESULT_TTL:
+                        self.calls.pop(call_id, None)
+            except Exception:
+                log.exception("housekeeping failed")

@@ -1,0 +1,98 @@
+"""Builds the FastAPI application and runs it under uvicorn: ``skiff server start``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .. import __version__, config
+from ..exception import Error
+from ..worker.runtime import ContainerRuntime, select_runtime
+from .api import routers
+from .control import ControlPlane
+from .store import Store
+
+log = logging.getLogger("skiff.server")
+
+
+def ensure_token(home: Path) -> str:
+    """The server's API token, made on first start and readable by its owner only."""
+    path = home / "token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    home.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def build_app(
+    *,
+    home: Path | None = None,
+    database_url: str | None = None,
+    runtime: ContainerRuntime | None = None,
+    public_url: str | None = None,
+) -> FastAPI:
+    home = home or config.home()
+    home.mkdir(parents=True, exist_ok=True)
+    token = ensure_token(home)
+    database_url = database_url or config.database_url()
+    runtime = runtime or select_runtime(os.environ.get("SKIFF_RUNTIME"))
+    public_url = public_url or config.server_url()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(database_url)
+        await store.run(store.migrate)
+        control = ControlPlane(store, home, runtime, public_url, token)
+        await control.start()
+        app.state.control = control
+        log.info("skiff server ready: %s, runtime %s, database %s", public_url, runtime.name, store.engine.url)
+        try:
+            yield
+        finally:
+            await control.close()
+            store.close()
+
+    app = FastAPI(title="skiff", version=__version__, lifespan=lifespan)
+    app.state.token = token
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/v1/health")
+    async def health():
+        return {"ok": True, "version": __version__, "runtime": runtime.name}
+
+    @app.exception_handler(Error)
+    async def skiff_error(_request: Request, exc: Error):
+        return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError):
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()[:5]
+        )
+        return JSONResponse({"code": "invalid", "message": f"malformed request: {problems}"}, status_code=422)
+
+    return app
+
+
+def serve(host: str, port: int, *, log_level: str = "info") -> None:
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    public_url = os.environ.get("SKIFF_SERVER_URL") or f"http://{host}:{port}"
+    app = build_app(public_url=public_url)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools",
+                timeout_graceful_shutdown=2)

@@ -1,0 +1,371 @@
+"""One :class:`FunctionRunner` per live function: its input queue, its containers, the
+scaling loop that sizes them, and what happens to each input (done, retried, failed).
+
+The runner acts; :mod:`.autoscaler` decides. Containers are reached only through the
+runtime interface in :mod:`skiff.worker.runtime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import _serialization as ser
+from .._wire import (
+    ContainerExchange,
+    ContainerOutput,
+    ContainerWork,
+    FunctionSpec,
+    OutputItem,
+    Payload,
+)
+from ..exception import ExecutionError, FunctionTimeoutError
+from ..retries import Retries
+from ..worker.runtime import ContainerHandle, ContainerRequest, ContainerRuntime
+from . import autoscaler
+from .blobs import BlobStore
+from .calls import CallState, Input, InputQueue
+from .ids import new_id
+from .logs import LogSink
+from .placement import LocalPlacement
+from .store import Store
+
+log = logging.getLogger("skiff.scheduler")
+
+STOP_GRACE = 10.0  # seconds a container asked to stop gets before it is killed
+
+
+@dataclass(eq=False)
+class ContainerState:
+    id: str
+    handle: ContainerHandle | None = None
+    inflight: dict[str, Input] = field(default_factory=dict)
+    idle_since: float | None = None
+    stopping: bool = False
+    stop_reason: str = ""
+    waiter: asyncio.Future | None = None  # its pending long-poll for inputs
+    signals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # input ids to cancel
+
+
+@dataclass
+class ServerContext:
+    """What every runner shares: set up once by the control plane."""
+
+    store: Store
+    blobs: BlobStore
+    logs: LogSink
+    runtime: ContainerRuntime
+    server_url: str
+    token: str
+    mounts_dir: Path
+    placement: LocalPlacement
+    on_call_done: Callable[[CallState], None]
+
+
+class FunctionRunner:
+    def __init__(self, ctx: ServerContext, function_id: str, app_id: str, spec: FunctionSpec) -> None:
+        self.ctx = ctx
+        self.id = function_id
+        self.app_id = app_id
+        self.spec = spec
+        self.retries = Retries.from_wire(spec.retries)
+        self.knobs = autoscaler.Knobs(
+            min_containers=spec.min_containers,
+            max_containers=spec.max_containers,
+            buffer_containers=spec.buffer_containers,
+            scaledown_window=spec.scaledown_window,
+        )
+        self.queue = InputQueue()
+        self.containers: dict[str, ContainerState] = {}
+        self.stopped = False
+        self._poke = asyncio.Event()
+        self._loop_task = asyncio.create_task(self._scale_loop(), name=f"scale-{spec.name}")
+        ctx.placement.register(function_id, self)
+
+    # -- inputs in --------------------------------------------------------------------
+
+    def submit(self, inputs: list[Input]) -> None:
+        self.queue.put(inputs)
+        self._poke.set()
+
+    def running_inputs(self) -> int:
+        return sum(len(c.inflight) for c in self.containers.values())
+
+    # -- the container side -------------------------------------------------------------
+
+    async def exchange(self, container_id: str, msg: ContainerExchange) -> ContainerWork:
+        c = self.containers.get(container_id)
+        if c is None:
+            return ContainerWork(inputs=[], stop=True)
+        for out in msg.outputs:
+            self._container_output(c, out)
+        if c.stopping or self.stopped or msg.want <= 0:
+            return ContainerWork(inputs=[], stop=c.stopping or self.stopped)
+        # A fair share of the backlog, so one container does not hoard a map's inputs.
+        share = math.ceil(len(self.queue) / max(1, len(self.containers)))
+        want = max(1, min(msg.want, share))
+        if not c.inflight and c.idle_since is None:
+            c.idle_since = time.time()
+            self._poke.set()
+        inputs = await self._wait_inputs(c, want, msg.timeout)
+        if not inputs:
+            return ContainerWork(inputs=[], stop=c.stopping or self.stopped)
+        now = time.time()
+        c.idle_since = None
+        loop = asyncio.get_running_loop()
+        for inp in inputs:
+            inp.container_id = c.id
+            inp.started_at = now
+            c.inflight[inp.id] = inp
+            inp.timer = loop.call_later(self.spec.timeout * len(inputs), self._timed_out, inp)
+        return ContainerWork(inputs=[i.to_wire() for i in inputs])
+
+    async def _wait_inputs(self, c: ContainerState, want: int, timeout: float) -> list[Input]:
+        get = asyncio.ensure_future(self.queue.get(want, timeout))
+        c.waiter = get
+        try:
+            return await get
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise  # the HTTP request itself went away
+            return []  # _ask_to_stop() ended the wait: answer "no inputs, please stop"
+        finally:
+            c.waiter = None
+
+    def _container_output(self, c: ContainerState, out: ContainerOutput) -> None:
+        inp = c.inflight.get(out.input_id)
+        if inp is None:
+            return  # already timed out, cancelled or re-queued: a late answer is dropped
+        item = OutputItem(
+            seq=0, idx=inp.idx, status=out.status, result=out.result, exc_type=out.exc_type,
+            exc_message=out.exc_message, traceback=out.traceback, gen_index=out.gen_index,
+            gen_done=out.gen_done,
+        )
+        if out.gen_index is not None and not out.gen_done:
+            inp.gen_items += 1
+            inp.call.add_output(item, final=False)
+            return
+        del c.inflight[inp.id]
+        if inp.timer:
+            inp.timer.cancel()
+        if not c.inflight:
+            c.idle_since = time.time()
+        self._poke.set()
+        if out.status == "failure" and inp.gen_items == 0 and self._retry(inp, out.exc_message or ""):
+            return
+        self._finish(inp, item)
+
+    def container_signals(self, container_id: str) -> ContainerState | None:
+        return self.containers.get(container_id)
+
+    def init_failed(self, container_id: str, out: ContainerOutput) -> None:
+        """The container could not import the function: every queued input fails with
+        the import error rather than crash-looping containers."""
+        c = self.containers.get(container_id)
+        if c is not None:
+            c.stopping = True
+            c.stop_reason = "init failure"
+        for inp in self.queue.drain():
+            self._finish(
+                inp,
+                OutputItem(seq=0, idx=inp.idx, status="init_failure", result=out.result,
+                           exc_type=out.exc_type, exc_message=out.exc_message, traceback=out.traceback),
+            )
+
+    # -- how inputs end -----------------------------------------------------------------
+
+    def _finish(self, inp: Input, item: OutputItem) -> None:
+        call = inp.call
+        call.add_output(item, final=True)
+        if call.done:
+            self.ctx.on_call_done(call)
+
+    def _fail(self, inp: Input, status: str, exc: BaseException) -> None:
+        info = ser.describe_exception(exc)
+        self._finish(
+            inp,
+            OutputItem(
+                seq=0, idx=inp.idx, status=status,
+                result=Payload(data=ser.b64(info["pickled"])) if info["pickled"] else None,
+                exc_type=info["exc_type"], exc_message=info["exc_message"],
+                traceback=None,
+            ),
+        )
+
+    def _retry(self, inp: Input, reason: str) -> bool:
+        """Re-queue a failed input after its backoff if the policy allows another try."""
+        if self.retries is None or inp.attempt >= self.retries.max_retries or inp.call.cancelled:
+            return False
+        inp.attempt += 1
+        inp.container_id = None
+        inp.timer = None
+        delay = self.retries.delay_before(inp.attempt)
+        log.info("retrying input %s of %s in %.1fs (try %d): %s", inp.id, self.spec.name, delay, inp.attempt + 1, reason)
+        asyncio.get_running_loop().call_later(delay, self._requeue, inp)
+        return True
+
+    def _requeue(self, inp: Input) -> None:
+        if self.stopped:
+            self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: the app stopped before the input ran"))
+        elif not inp.call.cancelled:
+            self.submit([inp])
+
+    def _timed_out(self, inp: Input) -> None:
+        c = self.containers.get(inp.container_id or "")
+        if c is None or c.inflight.pop(inp.id, None) is None:
+            return
+        message = f"{self.spec.name}: timed out after {self.spec.timeout:g} s (timeout={self.spec.timeout:g})"
+        c.stopping = True
+        c.stop_reason = "input timed out"
+        asyncio.ensure_future(self._kill(c))
+        if not self._retry(inp, message):
+            self._fail(inp, "timeout", FunctionTimeoutError(message))
+
+    def cancel_call(self, call: CallState) -> None:
+        for inp in self._drop_pending(call):
+            self._fail(inp, "cancelled", _cancelled())
+        for c in self.containers.values():
+            for inp in list(c.inflight.values()):
+                if inp.call is call:
+                    c.signals.put_nowait(inp.id)
+
+    def _drop_pending(self, call: CallState) -> list[Input]:
+        kept, dropped = [], []
+        for inp in self.queue.drain():
+            (dropped if inp.call is call else kept).append(inp)
+        self.queue.put(kept)
+        return dropped
+
+    # -- container lifecycle ------------------------------------------------------------
+
+    async def _start_container(self) -> None:
+        cid = new_id("ta")
+        c = ContainerState(id=cid)
+        self.containers[cid] = c
+        try:
+            code_dir = await asyncio.to_thread(self.ctx.blobs.materialize, self.spec.mount, self.ctx.mounts_dir)
+            req = ContainerRequest(
+                container_id=cid, function_id=self.id, function_name=self.spec.name,
+                code_dir=code_dir, server_url=self.ctx.server_url, token=self.ctx.token,
+                env=dict(self.spec.env),
+            )
+            c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
+            await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
+        except Exception as exc:
+            log.exception("could not start a container for %s", self.spec.name)
+            self.containers.pop(cid, None)
+            self.ctx.placement.release()
+            self.ctx.logs.write(self.app_id, cid, self.spec.name, "stderr", f"skiff: could not start container: {exc}")
+            for inp in self.queue.drain():
+                self._fail(inp, "init_failure", ExecutionError(f"{self.spec.name}: could not start a container: {exc}"))
+
+    def _on_log(self, container_id: str, stream: str, line: str) -> None:
+        self.ctx.logs.write(self.app_id, container_id, self.spec.name, stream, line)
+
+    async def _on_exit(self, container_id: str, code: int | None) -> None:
+        c = self.containers.pop(container_id, None)
+        if c is None:
+            return
+        self.ctx.placement.release()
+        reason = c.stop_reason or ("exited" if code == 0 else f"exited with code {code}")
+        for inp in list(c.inflight.values()):
+            if inp.timer:
+                inp.timer.cancel()
+            message = f"{self.spec.name}: the container running this input died ({_describe_exit(code)})"
+            if self.stopped:
+                self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: the app stopped while the input ran"))
+            elif not self._retry(inp, message):
+                self._fail(inp, "terminated", ExecutionError(message))
+        c.inflight.clear()
+        await self.ctx.store.run(self.ctx.store.container_stopped, container_id, code, reason)
+        self._poke.set()
+
+    async def _kill(self, c: ContainerState) -> None:
+        if c.handle is not None:
+            await self.ctx.runtime.kill(c.handle)
+
+    def _ask_to_stop(self, c: ContainerState, reason: str) -> None:
+        c.stopping = True
+        c.stop_reason = reason
+        if c.waiter is not None and not c.waiter.done():
+            c.waiter.cancel()
+        asyncio.get_running_loop().call_later(STOP_GRACE, lambda: asyncio.ensure_future(self._kill(c)))
+
+    # -- scaling -------------------------------------------------------------------------
+
+    async def _scale_loop(self) -> None:
+        while not self.stopped:
+            now = time.time()
+            idle = {cid: c.idle_since for cid, c in self.containers.items() if c.idle_since is not None and not c.stopping}
+            wait = autoscaler.next_expiry(self.knobs, idle, now)
+            try:
+                await asyncio.wait_for(self._poke.wait(), wait)
+            except TimeoutError:
+                pass
+            self._poke.clear()
+            if self.stopped:
+                return
+            try:
+                await self._reconcile()
+            except Exception:
+                log.exception("scaling %s failed", self.spec.name)
+
+    async def _reconcile(self) -> None:
+        alive = [c for c in self.containers.values() if not c.stopping]
+        seen = autoscaler.Observed(backlog=len(self.queue), running_inputs=self.running_inputs(), containers=len(alive))
+        desired = autoscaler.desired_containers(self.knobs, seen)
+        if desired > len(alive):
+            slots = self.ctx.placement.reserve(desired - len(alive), self.id, self._poke.set)
+            await asyncio.gather(*(self._start_container() for _ in range(slots)))
+        elif desired < len(alive):
+            idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.inflight}
+            for cid in autoscaler.containers_to_stop(self.knobs, desired, idle, len(alive), time.time()):
+                self._ask_to_stop(self.containers[cid], "scaled down")
+
+    def release_idle(self, n: int) -> int:
+        """Stop up to ``n`` idle containers so another function can have their slots,
+        keeping ``min_containers``."""
+        alive = [c for c in self.containers.values() if not c.stopping]
+        idle = sorted((c for c in alive if c.idle_since is not None and not c.inflight), key=lambda c: c.idle_since)
+        spare = min(n, len(idle), len(alive) - self.knobs.min_containers)
+        for c in idle[:max(0, spare)]:
+            self._ask_to_stop(c, "its slot was needed by another function")
+        return max(0, spare)
+
+    async def stop(self, reason: str) -> None:
+        """Stop everything: pending inputs fail, containers are killed."""
+        self.stopped = True
+        self.ctx.placement.forget(self.id)
+        self._poke.set()
+        for inp in self.queue.drain():
+            self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: {reason} before the input ran"))
+        self.queue.wake_all()
+        for c in list(self.containers.values()):
+            c.stopping = True
+            c.stop_reason = reason
+            await self._kill(c)
+        self._loop_task.cancel()
+
+
+def _cancelled() -> BaseException:
+    from ..exception import InputCancellation
+
+    return InputCancellation("the call was cancelled")
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"

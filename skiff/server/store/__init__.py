@@ -1,0 +1,5 @@
+"""Durable state, behind one class: :class:`Store`."""
+
+from .database import Store
+
+__all__ = ["Store"]

@@ -1,0 +1,198 @@
+"""The :class:`Store`: engine set-up, migrations, and every query the server makes.
+
+Queries are plain synchronous SQLAlchemy. The asyncio server runs them on the store's
+own small thread pool (one thread for SQLite, whose writers serialize anyway), so the
+event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import AppRow, CallRow, ContainerRow, FunctionRow, LogRow
+
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        workers = 1 if url.startswith("sqlite") else 4
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skiff-db")
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store method off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self._session()
+
+    # -- apps -------------------------------------------------------------------------
+
+    def create_app(self, app_id: str, name: str, kind: str) -> AppRow:
+        now = time.time()
+        row = AppRow(id=app_id, name=name, kind=kind, state=kind, created_at=now, last_heartbeat=now)
+        with self.session() as s, s.begin():
+            s.add(row)
+        return row
+
+    def get_app(self, app_id: str) -> AppRow | None:
+        with self.session() as s:
+            return s.get(AppRow, app_id)
+
+    def find_apps(self, name_or_id: str) -> list[AppRow]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(AppRow)
+                .where((AppRow.id == name_or_id) | (AppRow.name == name_or_id))
+                .order_by(AppRow.created_at.desc())
+            )
+            return list(rows)
+
+    def list_apps(self, limit: int = 100) -> list[AppRow]:
+        with self.session() as s:
+            return list(s.scalars(select(AppRow).order_by(AppRow.created_at.desc()).limit(limit)))
+
+    def touch_apps(self, heartbeats: dict[str, float]) -> None:
+        with self.session() as s, s.begin():
+            for app_id, ts in heartbeats.items():
+                s.execute(update(AppRow).where(AppRow.id == app_id).values(last_heartbeat=ts))
+
+    def set_app_state(self, app_id: str, state: str) -> None:
+        values: dict[str, Any] = {"state": state}
+        if state == "stopped":
+            values["stopped_at"] = time.time()
+        with self.session() as s, s.begin():
+            s.execute(update(AppRow).where(AppRow.id == app_id).values(**values))
+
+    def live_apps(self) -> list[AppRow]:
+        with self.session() as s:
+            return list(s.scalars(select(AppRow).where(AppRow.state.in_(["ephemeral", "deployed"]))))
+
+    # -- functions ----------------------------------------------------------------------
+
+    def create_function(self, function_id: str, app_id: str, name: str, spec: dict) -> None:
+        with self.session() as s, s.begin():
+            s.add(FunctionRow(id=function_id, app_id=app_id, name=name, spec=spec, created_at=time.time()))
+
+    def get_function(self, function_id: str) -> FunctionRow | None:
+        with self.session() as s:
+            return s.get(FunctionRow, function_id)
+
+    def app_functions(self, app_id: str) -> list[FunctionRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FunctionRow).where(FunctionRow.app_id == app_id)))
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def create_call(self, call_id: str, function_id: str, kind: str) -> None:
+        with self.session() as s, s.begin():
+            s.add(CallRow(id=call_id, function_id=function_id, kind=kind, status="pending", created_at=time.time()))
+
+    def finish_call(self, call_id: str, status: str, num_inputs: int, num_failures: int) -> None:
+        with self.session() as s, s.begin():
+            s.execute(
+                update(CallRow)
+                .where(CallRow.id == call_id)
+                .values(status=status, finished_at=time.time(), num_inputs=num_inputs, num_failures=num_failures)
+            )
+
+    def get_call(self, call_id: str) -> CallRow | None:
+        with self.session() as s:
+            return s.get(CallRow, call_id)
+
+    # -- containers ------------------------------------------------------------------------
+
+    def container_started(self, container_id: str, app_id: str, function_id: str, runtime: str) -> None:
+        with self.session() as s, s.begin():
+            s.add(
+                ContainerRow(
+                    id=container_id, app_id=app_id, function_id=function_id, runtime=runtime,
+                    state="running", started_at=time.time(),
+                )
+            )
+
+    def container_stopped(self, container_id: str, exit_code: int | None, reason: str) -> None:
+        with self.session() as s, s.begin():
+            s.execute(
+                update(ContainerRow)
+                .where(ContainerRow.id == container_id)
+                .values(state="stopped", stopped_at=time.time(), exit_code=exit_code, stop_reason=reason)
+            )
+
+    def running_containers(self) -> list[ContainerRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ContainerRow).where(ContainerRow.state == "running")))
+
+    def usage_seconds(self, app_id: str) -> float:
+        now = time.time()
+        with self.session() as s:
+            rows = s.execute(
+                select(ContainerRow.started_at, ContainerRow.stopped_at).where(ContainerRow.app_id == app_id)
+            )
+            return sum((stopped or now) - started for started, stopped in rows)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def append_logs(self, rows: list[dict]) -> None:
+        with self.session() as s, s.begin():
+            s.execute(LogRow.__table__.insert(), rows)
+
+    def read_logs(self, app_id: str, after: int, limit: int = 1000) -> list[LogRow]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(LogRow).where(LogRow.app_id == app_id, LogRow.seq > after).order_by(LogRow.seq).limit(limit)
+                )
+            )
+
+    def last_log_seq(self, app_id: str) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.max(LogRow.seq)).where(LogRow.app_id == app_id)) or 0

@@ -1,0 +1,78 @@
+"""SQLAlchemy models: the durable half of the control plane's state.
+
+Inputs and outputs in flight live in memory (``server/calls.py``); what is here is what
+must outlive a request: apps, functions, calls, containers (the metering record) and logs.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AppRow(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ephemeral | deployed
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_heartbeat: Mapped[float] = mapped_column(Float)
+
+
+class FunctionRow(Base):
+    __tablename__ = "functions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class CallRow(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    function_id: Mapped[str] = mapped_column(ForeignKey("functions.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # pending | done | cancelled
+    created_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    num_inputs: Mapped[int] = mapped_column(Integer, default=0)
+    num_failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ContainerRow(Base):
+    """One container's life; ``stopped_at - started_at`` is what a user is metered for."""
+
+    __tablename__ = "containers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), index=True)
+    function_id: Mapped[str] = mapped_column(ForeignKey("functions.id"), index=True)
+    runtime: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # running | stopped
+    started_at: Mapped[float] = mapped_column(Float)
+    stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stop_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class LogRow(Base):
+    __tablename__ = "logs"
+    __table_args__ = (Index("ix_logs_app_seq", "app_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_id: Mapped[str] = mapped_column(String(32))
+    container_id: Mapped[str] = mapped_column(String(32))
+    function: Mapped[str] = mapped_column(String(200))
+    stream: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""The node side: turning a container request into a running container."""
