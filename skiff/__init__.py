@@ -19,12 +19,14 @@ __version__ = "0.1.0"
 from . import exception
 from .app import App, LocalEntrypoint
 from .functions import Function, FunctionCall
+from .image import Image
 from .retries import Retries
 
 __all__ = [
     "App",
     "Function",
     "FunctionCall",
+    "Image",
     "LocalEntrypoint",
     "Retries",
     "__version__",

@@ -23,10 +23,10 @@ class CodeMount:
     files: dict[str, Path]  # relative path in the container -> local file
 
     def manifest(self) -> dict[str, tuple[str, Path]]:
-        return {rel: (_sha256_file(path), path) for rel, path in self.files.items()}
+        return {rel: (sha256_file(path), path) for rel, path in self.files.items()}
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .exception import InvalidError, NotSupportedError
+from .image import Image
 from .retries import Retries
 
 MAX_TIMEOUT = 24 * 3600
@@ -22,10 +23,7 @@ _GPU_SPEC = re.compile(r"^(any|[a-z][a-z0-9]*(-[0-9]+gb)?)(:[1-8])?$", re.IGNORE
 
 # Arguments whose capability arrives with a later piece of skiff, and which piece.
 _NOT_YET = {
-    "image": "custom images (they need the `oci` runtime)",
     "gpu": "GPU scheduling",
-    "cpu": "CPU reservations and limits (they need the `oci` runtime)",
-    "memory": "memory reservations and limits (they need the `oci` runtime)",
     "ephemeral_disk": "ephemeral disk limits",
     "secrets": "secrets",
     "volumes": "volumes",
@@ -59,6 +57,9 @@ class FunctionOptions:
     max_inputs: int | None = None
     name: str | None = None
     serialized: bool = False
+    image: Image | None = None
+    memory: int | None = None  # MiB
+    cpu: float | None = None  # cores
 
 
 def _int(name: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -91,7 +92,7 @@ def validate_gpu(gpu: Any) -> None:
 def _check_not_yet(name: str, value: Any) -> None:
     if name == "gpu":
         validate_gpu(value)
-    elif name in ("cpu", "memory", "ephemeral_disk"):
+    elif name == "ephemeral_disk":
         parts = value if isinstance(value, tuple) else (value,)
         if not all(isinstance(p, int | float) and not isinstance(p, bool) and p > 0 for p in parts):
             raise InvalidError(f"{name}= must be a positive number or a (request, limit) pair, got {value!r}")
@@ -149,6 +150,24 @@ def build_options(given: dict[str, Any]) -> FunctionOptions:
         if not isinstance(name, str) or not name.isidentifier():
             raise InvalidError(f"name= must be a Python identifier, got {name!r}")
         opts.name = name
+    if "image" in given:
+        image = given.pop("image")
+        if not isinstance(image, Image):
+            raise InvalidError(f"image= must be a skiff.Image, e.g. skiff.Image.debian_slim(), got {type(image).__name__}")
+        image.to_wire()  # checks it starts from a base
+        opts.image = image
+    if "memory" in given:
+        memory = given.pop("memory")
+        request = memory[1] if isinstance(memory, tuple) and len(memory) == 2 else memory
+        if isinstance(request, bool) or not isinstance(request, int) or request < 16:
+            raise InvalidError(f"memory= must be a number of MiB (at least 16), or a (request, limit) pair, got {memory!r}")
+        opts.memory = request
+    if "cpu" in given:
+        cpu = given.pop("cpu")
+        limit = cpu[1] if isinstance(cpu, tuple) and len(cpu) == 2 else cpu
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 512:
+            raise InvalidError(f"cpu= must be a number of cores above 0, or a (request, limit) pair, got {cpu!r}")
+        opts.cpu = float(limit)
     if "serialized" in given:
         opts.serialized = bool(given.pop("serialized"))
     if opts.max_containers is not None and opts.min_containers > opts.max_containers:

@@ -6,16 +6,20 @@ Used by ``with app.run():`` and by ``skiff run``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import _mount
 from . import _serialization as ser
 from ._client import Client, get_client
-from ._wire import FunctionSpec
-from .exception import ConnectionError, InvalidError, NotFoundError
+from ._progress import BuildProgress
+from ._wire import FunctionSpec, LocalMountSpec
+from .exception import ConnectionError, ImageBuildError, InvalidError, NotFoundError
+from .image import Image
 
 if TYPE_CHECKING:
     from .app import App
@@ -37,7 +41,42 @@ async def _upload_mount(client: Client, mount: _mount.CodeMount) -> dict[str, st
     return {rel: sha for rel, (sha, _) in manifest.items()}
 
 
-async def function_spec(client: Client, fn: Function) -> FunctionSpec:
+async def _upload_files(client: Client, files: list[tuple[str, str]]) -> None:
+    """Upload (sha256, local path) pairs the server does not have yet."""
+    wanted = sorted({sha for sha, _ in files})
+    if not wanted:
+        return
+    missing = set((await client.request("POST", "/blobs/missing", json={"blob_ids": wanted}))["blob_ids"])
+    for sha, path in files:
+        if sha in missing:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            await client.request("PUT", f"/blobs/{sha}", content=data)
+            missing.discard(sha)
+
+
+async def build_image(client: Client, image: Image, *, show_progress: bool = True) -> str:
+    """Make sure the server has ``image`` built, showing the build live; returns its id."""
+    await _upload_files(client, list(image._local_files))
+    steps = image.to_wire()
+    status = await client.request("POST", "/images", json={"steps": steps})
+    if status["status"] == "ready":
+        return status["image_id"]
+    image_id, after = status["image_id"], 0
+    progress = BuildProgress(image_id, len(steps)) if show_progress else None
+    with progress or contextlib.nullcontext():
+        while True:
+            res = await client.request("GET", f"/images/{image_id}/events", params={"after": after, "timeout": 25})
+            for ev in res["events"]:
+                after = ev["seq"]
+                if progress is not None:
+                    progress.event(ev)
+            if res["status"] == "failed":
+                raise ImageBuildError(res["error"])
+            if res["status"] == "ready":
+                return image_id
+
+
+async def function_spec(client: Client, fn: Function, show_progress: bool = True) -> FunctionSpec:
     opts = fn.options
     spec = FunctionSpec(
         name=fn.tag,
@@ -50,7 +89,16 @@ async def function_spec(client: Client, fn: Function) -> FunctionSpec:
         env=opts.env,
         max_inputs=opts.max_inputs,
         is_generator=fn.is_generator,
+        memory=opts.memory,
+        cpu=opts.cpu,
     )
+    if opts.image is not None:
+        await build_image(client, opts.image, show_progress=show_progress)
+        spec.image = opts.image.to_wire()
+        spec.mounts = [
+            LocalMountSpec(m.remote_path, {rel: sha for rel, _, sha in m.files})
+            for m in opts.image.mounts
+        ]
     raw = fn.get_raw_f()
     where = _mount.module_of(raw)
     if opts.serialized or where is None or "<locals>" in raw.__qualname__:
@@ -98,15 +146,16 @@ class RunningApp:
         info = await client.request("POST", "/apps", json={"name": self.app.name or "ephemeral-app", "kind": "ephemeral"})
         self.app_id = info["app_id"]
         self._heartbeat_interval = info["heartbeat_interval"]
+        # Heartbeats start first: building an image can take minutes.
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="skiff-heartbeat"))
         try:
             for fn in self.app.registered_functions.values():
-                spec = await function_spec(client, fn)
+                spec = await function_spec(client, fn, show_progress=self.show_logs)
                 created = await client.request("POST", "/functions", json={"app_id": self.app_id, "spec": asdict(spec)})
                 fn.object_id = created["function_id"]
         except BaseException:
             await self.stop()
             raise
-        self._tasks.append(asyncio.create_task(self._heartbeat(), name="skiff-heartbeat"))
         if self.show_logs:
             self._tasks.append(asyncio.create_task(self._stream_logs(), name="skiff-logs"))
 

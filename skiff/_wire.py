@@ -55,6 +55,12 @@ class AppInfo:
 
 
 @dataclass
+class LocalMountSpec:
+    remote_path: str
+    manifest: dict[str, str]  # path relative to remote_path -> sha256
+
+
+@dataclass
 class FunctionSpec:
     """Everything the server needs to run a function; built by ``@app.function``."""
 
@@ -72,6 +78,11 @@ class FunctionSpec:
     env: dict[str, str] = field(default_factory=dict)
     max_inputs: int | None = None
     is_generator: bool = False
+    image: list[dict] | None = None  # Image steps; None is the runtime's default image
+    mounts: list[LocalMountSpec] = field(default_factory=list)
+    memory: int | None = None  # MiB
+    cpu: float | None = None  # cores
+
 
 
 @dataclass
@@ -197,6 +208,19 @@ class LogEntry:
 class LogBatch:
     entries: list[LogEntry]
     app_state: str
+
+
+@dataclass
+class ImageCreate:
+    steps: list[dict]
+
+
+@dataclass
+class ImageBuildStatus:
+    image_id: str
+    status: str  # building | ready | failed
+    error: str | None = None
+    events: list[dict] = field(default_factory=list)
 
 
 @dataclass

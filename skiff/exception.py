@@ -14,6 +14,7 @@ __all__ = [
     "Error",
     "ExecutionError",
     "FunctionTimeoutError",
+    "ImageBuildError",
     "InputCancellation",
     "InvalidError",
     "NotFoundError",
@@ -98,6 +99,13 @@ class ExecutionError(Error):
     """The function could not run: its container died, or its module failed to import."""
 
     code = "execution"
+
+
+class ImageBuildError(Error):
+    """An image step failed; the message shows the command, its exit code and its log."""
+
+    code = "image_build"
+    http_status = 422
 
 
 class RemoteError(Error):

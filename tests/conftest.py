@@ -42,11 +42,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     pg.stop()
 
 
+IMAGE_CACHE = Path(os.environ.get("SKIFF_TEST_IMAGE_CACHE", "/var/tmp/skiff-test-images"))
+
+
 class ServerProcess:
-    """A ``skiff server`` subprocess with its own home directory and port."""
+    """A ``skiff server`` subprocess with its own home directory and port.
+
+    Every test server shares one image layer cache (``SKIFF_TEST_IMAGE_CACHE``), so the
+    base image is built once per machine rather than once per server.
+    """
 
     def __init__(self, home: Path, database_url: str | None, env: dict[str, str] | None = None) -> None:
         self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        if not (home / "images").exists():
+            (home / "images").symlink_to(IMAGE_CACHE)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, SKIFF_HOME=str(home), SKIFF_SERVER_URL=self.url, **(env or {}))
@@ -113,12 +124,27 @@ def client_env(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Server
 def fresh_server(tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch):
     """A server of the test's own, for tests that restart or break it."""
     srv = ServerProcess(tmp_path / "home", database_url, env={"SKIFF_APP_HEARTBEAT_TIMEOUT": "3"})
-    srv.home.mkdir()
     srv.start()
     _point_client_at(srv, monkeypatch)
     yield srv
     run_sync(_client.reset_client())
     srv.stop()
+
+
+def container_pids(function_id: str) -> list[int]:
+    """Host pids of the processes in a function's containers, whatever the runtime: the
+    in-container runtime carries SKIFF_FUNCTION_ID in its environment."""
+    needle = f"SKIFF_FUNCTION_ID={function_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def skiff_cli(*args: str, env: dict[str, str], timeout: float = 60, cwd: Path = ROOT) -> subprocess.CompletedProcess:

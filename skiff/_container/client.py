@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 import urllib.parse
 from typing import Any
@@ -13,9 +14,24 @@ class ServerGone(Exception):
     pass
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the Unix socket the oci runtime mounts at /run/skiff/api.sock."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
 class ContainerClient:
     def __init__(self, server_url: str, token: str, function_id: str, container_id: str) -> None:
         url = urllib.parse.urlsplit(server_url)
+        self._unix = url.path if url.scheme == "unix" else None
         self._host = url.hostname or "127.0.0.1"
         self._port = url.port or 80
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -24,7 +40,10 @@ class ContainerClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPConnection(self._host, self._port, timeout=90)
+            if self._unix:
+                self._conn = _UnixConnection(self._unix, timeout=90)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=90)
         return self._conn
 
     def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
@@ -50,7 +69,8 @@ class ContainerClient:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 return json.loads(payload) if payload else None
             return payload
-        raise ServerGone(f"skiff server at {self._host}:{self._port} stopped answering")
+        where = self._unix or f"{self._host}:{self._port}"
+        raise ServerGone(f"skiff server at {where} stopped answering")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -24,11 +24,13 @@ from .._wire import (
     LogBatch,
     LogEntry,
 )
-from ..exception import InvalidError, NotFoundError
+from ..exception import InvalidError, NotFoundError, NotSupportedError
+from ..worker.images import ImageBuilder
 from ..worker.runtime import ContainerRuntime
 from .blobs import BlobStore
 from .calls import CallState, Input
 from .ids import new_id
+from .images import ImageService
 from .logs import LogSink
 from .placement import LocalPlacement
 from .scheduler import FunctionRunner, ServerContext
@@ -36,7 +38,9 @@ from .store import Store
 
 log = logging.getLogger("skiff.control")
 
-SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
+SPAWN_RESULT_TTL = 24 * 3600.0
+# What a function without image= runs in under the oci runtime: Debian 12 with its Python.
+DEFAULT_IMAGE = [{"kind": "debian_slim", "suite": "bookworm", "python": "3.11"}]  # how long a finished spawn's result is kept for .get()
 
 
 def heartbeat_timeout() -> float:
@@ -48,6 +52,9 @@ class ControlPlane:
     def __init__(self, store: Store, home: Path, runtime: ContainerRuntime, server_url: str, token: str) -> None:
         self.store = store
         self.blobs = BlobStore(home / "blobs")
+        builder = ImageBuilder(home / "images", runtime, self.blobs.path) if runtime.capabilities.images else None
+        self.images = ImageService(builder)
+        self.runtime = runtime
         self.logs = LogSink(store)
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
@@ -136,9 +143,20 @@ class ControlPlane:
             raise NotFoundError(f"app {app_id} is not running; functions can only be added to a running app")
         if spec.module_name is None and spec.pickled is None:
             raise InvalidError(f"function {spec.name!r} needs a module_name or a pickled function")
+        caps = self.runtime.capabilities
+        if not caps.resource_limits and (spec.memory or spec.cpu):
+            arg = "memory=" if spec.memory else "cpu="
+            raise NotSupportedError(f"{spec.name}: {arg} needs the `oci` runtime; this server runs `{self.runtime.name}`")
+        if not caps.isolation and any(m.remote_path.rstrip("/") != "/root" for m in spec.mounts):
+            raise NotSupportedError(f"{spec.name}: local files mounted outside /root need the `oci` runtime")
+        image = None
+        if caps.images:
+            image = await self.images.ready(spec.image or DEFAULT_IMAGE)
+        elif spec.image:
+            self.images.start(spec.image)  # raises the "needs the oci runtime" error
         function_id = new_id("fu")
         await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
-        self.runners[function_id] = FunctionRunner(self.ctx, function_id, app_id, spec)
+        self.runners[function_id] = FunctionRunner(self.ctx, function_id, app_id, spec, image)
         return function_id
 
     def runner(self, function_id: str) -> FunctionRunner:

@@ -37,6 +37,11 @@ def ensure_token(home: Path) -> str:
     return token
 
 
+def api_socket_path(home: Path) -> Path:
+    """The Unix socket containers reach the API through (mounted into oci containers)."""
+    return home / "run" / "api.sock"
+
+
 def build_app(
     *,
     home: Path | None = None,
@@ -48,7 +53,10 @@ def build_app(
     home.mkdir(parents=True, exist_ok=True)
     token = ensure_token(home)
     database_url = database_url or config.database_url()
-    runtime = runtime or select_runtime(os.environ.get("SKIFF_RUNTIME"))
+    api_socket = api_socket_path(home)
+    notes: list[str] = []
+    if runtime is None:
+        runtime, notes = select_runtime(os.environ.get("SKIFF_RUNTIME"), home, api_socket)
     public_url = public_url or config.server_url()
 
     @asynccontextmanager
@@ -58,7 +66,10 @@ def build_app(
         control = ControlPlane(store, home, runtime, public_url, token)
         await control.start()
         app.state.control = control
-        log.info("skiff server ready: %s, runtime %s, database %s", public_url, runtime.name, store.engine.url)
+        for note in notes:
+            log.info("%s", note)
+        log.info("skiff server ready: %s, runtime %s, database %s", public_url, runtime.name,
+                 store.engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
@@ -72,7 +83,7 @@ def build_app(
 
     @app.get("/v1/health")
     async def health():
-        return {"ok": True, "version": __version__, "runtime": runtime.name}
+        return {"ok": True, "version": __version__, "runtime": runtime.name, "notes": notes}
 
     @app.exception_handler(Error)
     async def skiff_error(_request: Request, exc: Error):
@@ -89,10 +100,27 @@ def build_app(
 
 
 def serve(host: str, port: int, *, log_level: str = "info") -> None:
+    """Serve the API on ``host:port`` and, for containers, on a Unix socket in SKIFF_HOME."""
+    import asyncio
+    import socket
+
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     public_url = os.environ.get("SKIFF_SERVER_URL") or f"http://{host}:{port}"
-    app = build_app(public_url=public_url)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools",
-                timeout_graceful_shutdown=2)
+    home = config.home()
+    app = build_app(home=home, public_url=public_url)
+
+    tcp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind((host, port))
+    path = api_socket_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(path))
+    os.chmod(path, 0o666)  # containers run as their own root; the token still guards every route
+    cfg = uvicorn.Config(app, log_level="warning", access_log=False, loop="uvloop", http="httptools",
+                         timeout_graceful_shutdown=2)
+    server = uvicorn.Server(cfg)
+    asyncio.run(server.serve(sockets=[tcp, unix]))

@@ -26,7 +26,7 @@ from .._wire import (
 )
 from ..exception import ExecutionError, FunctionTimeoutError
 from ..retries import Retries
-from ..worker.runtime import ContainerHandle, ContainerRequest, ContainerRuntime
+from ..worker.runtime import BuiltImage, ContainerHandle, ContainerRequest, ContainerRuntime
 from . import autoscaler
 from .blobs import BlobStore
 from .calls import CallState, Input, InputQueue
@@ -68,8 +68,10 @@ class ServerContext:
 
 
 class FunctionRunner:
-    def __init__(self, ctx: ServerContext, function_id: str, app_id: str, spec: FunctionSpec) -> None:
+    def __init__(self, ctx: ServerContext, function_id: str, app_id: str, spec: FunctionSpec,
+                 image: BuiltImage | None = None) -> None:
         self.ctx = ctx
+        self.image = image
         self.id = function_id
         self.app_id = app_id
         self.spec = spec
@@ -248,11 +250,12 @@ class FunctionRunner:
         c = ContainerState(id=cid)
         self.containers[cid] = c
         try:
-            code_dir = await asyncio.to_thread(self.ctx.blobs.materialize, self.spec.mount, self.ctx.mounts_dir)
+            code_dir, mounts = await asyncio.to_thread(self._lay_out_files)
             req = ContainerRequest(
                 container_id=cid, function_id=self.id, function_name=self.spec.name,
                 code_dir=code_dir, server_url=self.ctx.server_url, token=self.ctx.token,
-                env=dict(self.spec.env),
+                env=dict(self.spec.env), image=self.image, mounts=mounts,
+                memory_mib=self.spec.memory, cpu=self.spec.cpu,
             )
             c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
             await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
@@ -264,19 +267,36 @@ class FunctionRunner:
             for inp in self.queue.drain():
                 self._fail(inp, "init_failure", ExecutionError(f"{self.spec.name}: could not start a container: {exc}"))
 
+    def _lay_out_files(self) -> tuple[Path, list[tuple[Path, str]]]:
+        """The code directory (the function's module plus anything mounted at /root) and
+        the other local mounts, laid out from the blob store."""
+        code = dict(self.spec.mount)
+        others = []
+        for m in self.spec.mounts:
+            if m.remote_path.rstrip("/") == "/root":
+                code.update(m.manifest)
+            else:
+                others.append((self.ctx.blobs.materialize(m.manifest, self.ctx.mounts_dir), m.remote_path))
+        return self.ctx.blobs.materialize(code, self.ctx.mounts_dir), others
+
     def _on_log(self, container_id: str, stream: str, line: str) -> None:
         self.ctx.logs.write(self.app_id, container_id, self.spec.name, stream, line)
 
-    async def _on_exit(self, container_id: str, code: int | None) -> None:
+    async def _on_exit(self, container_id: str, code: int | None, oom: bool = False) -> None:
         c = self.containers.pop(container_id, None)
         if c is None:
             return
         self.ctx.placement.release()
         reason = c.stop_reason or ("exited" if code == 0 else f"exited with code {code}")
+        if oom:
+            reason = f"exceeded its memory limit of {self.spec.memory} MiB"
         for inp in list(c.inflight.values()):
             if inp.timer:
                 inp.timer.cancel()
-            message = f"{self.spec.name}: the container running this input died ({_describe_exit(code)})"
+            if oom:
+                message = f"{self.spec.name}: container exceeded its memory limit of {self.spec.memory} MiB"
+            else:
+                message = f"{self.spec.name}: the container running this input died ({_describe_exit(code)})"
             if self.stopped:
                 self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: the app stopped while the input ran"))
             elif not self._retry(inp, message):
@@ -359,13 +379,15 @@ def _cancelled() -> BaseException:
 
 
 def _describe_exit(code: int | None) -> str:
+    """A process's exit status in words; OCI runtimes report a signal as 128 + its number."""
     if code is None:
         return "no exit code"
-    if code < 0:
+    signum = -code if code < 0 else code - 128 if code > 128 else 0
+    if signum:
         import signal
 
         try:
-            return f"killed by {signal.Signals(-code).name}"
+            return f"killed by {signal.Signals(signum).name}"
         except ValueError:
-            return f"killed by signal {-code}"
+            return f"killed by signal {signum}"
     return f"exit code {code}"

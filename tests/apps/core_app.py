@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import skiff
 
@@ -42,31 +41,28 @@ def sleeps(seconds: float) -> str:
     return "woke"
 
 
-@app.function(retries=skiff.Retries(max_retries=3, initial_delay=0.0, backoff_coefficient=1.0))
-def flaky(counter_file: str, succeed_on: int) -> int:
-    """Fails until it has been called ``succeed_on`` times (counted in a file)."""
-    path = Path(counter_file)
-    n = int(path.read_text()) + 1 if path.exists() else 1
-    path.write_text(str(n))
-    if n < succeed_on:
-        raise RuntimeError(f"attempt {n} fails")
-    return n
+_attempts: dict[str, int] = {}
+
+
+@app.function(max_containers=1, retries=skiff.Retries(max_retries=3, initial_delay=0.0, backoff_coefficient=1.0))
+def flaky(key: str, succeed_on: int) -> int:
+    """Fails until it has run ``succeed_on`` times for ``key`` (counted in its one container)."""
+    _attempts[key] = _attempts.get(key, 0) + 1
+    if _attempts[key] < succeed_on:
+        raise RuntimeError(f"attempt {_attempts[key]} fails")
+    return _attempts[key]
 
 
 @app.function(retries=skiff.Retries(max_retries=1, initial_delay=0.0))
-def dies_once(marker_file: str) -> int:
-    """Kills its own container (SIGKILL) the first time it runs."""
-    path = Path(marker_file)
-    if not path.exists():
-        path.write_text(str(os.getpid()))
-        os.kill(os.getpid(), 9)
-    return os.getpid()
+def sleeps_then_answers(seconds: float) -> str:
+    """The tests kill this one's container mid-input; the retry answers."""
+    time.sleep(seconds)
+    return "answered"
 
 
 @app.function()
-def always_dies(pid_file: str) -> None:
-    Path(pid_file).write_text(str(os.getpid()))
-    time.sleep(60)
+def sleeps_forever() -> None:
+    time.sleep(600)
 
 
 @app.function()

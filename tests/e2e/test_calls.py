@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -15,6 +17,7 @@ from skiff.exception import (
 )
 from tests.apps import core_app
 from tests.apps.core_app import app
+from tests.conftest import container_pids
 
 
 @pytest.fixture
@@ -87,33 +90,36 @@ def test_timeout_raises_function_timeout_error(running):
     assert time.monotonic() - started < 10
 
 
-def test_retries_until_success(running, tmp_path):
-    assert core_app.flaky.remote(str(tmp_path / "n"), 3) == 3
+def test_retries_until_success(running):
+    assert core_app.flaky.remote("until-3", 3) == 3
 
 
-def test_retries_exhausted_raise_last_error(running, tmp_path):
+def test_retries_exhausted_raise_last_error(running):
     with pytest.raises(RuntimeError, match="attempt 4 fails"):
-        core_app.flaky.remote(str(tmp_path / "n"), 10)
+        core_app.flaky.remote("never", 10)
 
 
-def test_container_killed_mid_input_is_retried(running, tmp_path):
-    marker = tmp_path / "marker"
-    pid = core_app.dies_once.remote(str(marker))
-    assert int(marker.read_text()) != pid  # the second try ran in a new container
-
-
-def test_container_killed_without_retries_fails_clearly(running, tmp_path):
-    import os
-    import signal
-
-    pid_file = tmp_path / "pid"
-    call = core_app.always_dies.spawn(str(pid_file))
-    deadline = time.monotonic() + 20
-    while not pid_file.exists() and time.monotonic() < deadline:
+def _kill_containers_when_running(function: skiff.Function, settle: float = 1.0) -> None:
+    """SIGKILL every process of the function's containers once one is running an input."""
+    deadline = time.monotonic() + 30
+    while not container_pids(function.object_id) and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    time.sleep(settle)  # let it take the input
+    for pid in container_pids(function.object_id):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_container_killed_mid_input_is_retried(running):
+    call = core_app.sleeps_then_answers.spawn(2)
+    _kill_containers_when_running(core_app.sleeps_then_answers)
+    assert call.get(timeout=30) == "answered"
+
+
+def test_container_killed_without_retries_fails_clearly(running):
+    call = core_app.sleeps_forever.spawn()
+    _kill_containers_when_running(core_app.sleeps_forever)
     with pytest.raises(ExecutionError, match="container running this input died.*SIGKILL"):
-        call.get(timeout=20)
+        call.get(timeout=30)
 
 
 def test_unpicklable_argument(running):

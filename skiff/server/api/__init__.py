@@ -4,7 +4,8 @@ from .apps import router as apps_router
 from .blobs import router as blobs_router
 from .calls import router as calls_router
 from .containers import router as containers_router
+from .images import router as images_router
 
-routers = [apps_router, blobs_router, calls_router, containers_router]
+routers = [apps_router, blobs_router, calls_router, containers_router, images_router]
 
 __all__ = ["routers"]

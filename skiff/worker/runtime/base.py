@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 LogSink = Callable[[str, str, str], None]  # (container_id, stream, line)
-ExitSink = Callable[[str, int | None], Awaitable[None]]  # (container_id, exit code)
+ExitSink = Callable[[str, int | None, bool], Awaitable[None]]  # (container_id, exit code, OOM-killed)
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,20 @@ class ContainerRequest:
     server_url: str
     token: str
     env: dict[str, str] = field(default_factory=dict)
+    image: BuiltImage | None = None  # None: the runtime's default (the host's Python for `process`)
+    mounts: list[tuple[Path, str]] = field(default_factory=list)  # (host path, container path), read-only
+    memory_mib: int | None = None
+    cpu: float | None = None
+
+
+@dataclass
+class BuiltImage:
+    """An image the builder has finished: its filesystem layers, bottom first."""
+
+    image_id: str
+    layers: list[Path]
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/root"
 
 
 @dataclass

@@ -49,14 +49,14 @@ class ProcessRuntime:
         )
         handle = ContainerHandle(container_id=req.container_id, pid=proc.pid, native=proc)
         readers = [
-            asyncio.create_task(_pump(proc.stdout, req.container_id, "stdout", on_log)),
-            asyncio.create_task(_pump(proc.stderr, req.container_id, "stderr", on_log)),
+            asyncio.create_task(pump_lines(proc.stdout, req.container_id, "stdout", on_log)),
+            asyncio.create_task(pump_lines(proc.stderr, req.container_id, "stderr", on_log)),
         ]
 
         async def watch() -> None:
             code = await proc.wait()
             await asyncio.gather(*readers, return_exceptions=True)
-            await on_exit(req.container_id, code)
+            await on_exit(req.container_id, code, False)
 
         asyncio.create_task(watch(), name=f"watch-{req.container_id}")
         return handle
@@ -68,7 +68,7 @@ class ProcessRuntime:
             pass
 
 
-async def _pump(stream: asyncio.StreamReader | None, container_id: str, name: str, on_log: LogSink) -> None:
+async def pump_lines(stream: asyncio.StreamReader | None, container_id: str, name: str, on_log: LogSink) -> None:
     if stream is None:
         return
     while True:

@@ -1,0 +1,188 @@
+"""Runtime ``oci``: each container is an OCI bundle over an overlayfs of its image's
+layers, started with crun (or runc), with its own namespaces, cgroup limits and network.
+
+Inside, the container sees its image, its code read-only at ``/root``, skiff's
+in-container runtime read-only at ``/opt/skiff``, and the control plane's API as a Unix
+socket at ``/run/skiff/api.sock``. Nothing else of the host is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from . import bundle
+from .base import BuiltImage, Capabilities, ContainerHandle, ContainerRequest, ExitSink, LogSink
+from .cgroups import ContainerCgroup
+from .host import OciHost, host_rlimits
+from .network import DNS_SERVER, ContainerNetwork
+from .process import pump_lines
+
+log = logging.getLogger("skiff.runtime")
+
+IN_CONTAINER_API = "/run/skiff/api.sock"
+RUNTIME_DIR = "/opt/skiff"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def runtime_sources() -> list[tuple[Path, str]]:
+    """skiff's in-container runtime and its one dependency, mounted read-only."""
+    import cloudpickle
+
+    import skiff
+
+    return [
+        (Path(skiff.__file__).parent, f"{RUNTIME_DIR}/skiff"),
+        (Path(cloudpickle.__file__).parent, f"{RUNTIME_DIR}/cloudpickle"),
+    ]
+
+
+class OciRuntime:
+    name = "oci"
+    capabilities = Capabilities(isolation=True, resource_limits=True, images=True, gpu=False)
+
+    def __init__(self, host: OciHost, state_dir: Path, api_socket: Path) -> None:
+        self.host = host
+        self.state_dir = state_dir / "containers"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.api_socket = api_socket
+        self._resolv = state_dir / "resolv.conf"
+        self._resolv.write_text(f"nameserver {DNS_SERVER}\n")
+
+    def _common_binds(self) -> list[tuple[str | Path, str, bool]]:
+        binds: list[tuple[str | Path, str, bool]] = [(src, dst, True) for src, dst in runtime_sources()]
+        if self.host.ca_bundle:
+            binds.append((self.host.ca_bundle, "/etc/ssl/certs/ca-certificates.crt", True))
+        return binds
+
+    async def start(self, req: ContainerRequest, on_log: LogSink, on_exit: ExitSink) -> ContainerHandle:
+        if req.image is None:
+            raise RuntimeError("the oci runtime needs a built image for every container")
+        cid = req.container_id
+        root = self.state_dir / cid
+        rootfs = root / "rootfs"
+        cgroup = ContainerCgroup(cid, self.host.cgroup_version, req.memory_mib)
+        network = ContainerNetwork(cid, self.host.slirp4netns)
+        cleanup = _Cleanup(root, rootfs, cgroup, network)
+        try:
+            await asyncio.to_thread(bundle.mount_overlay, req.image.layers, root / "upper", root / "work", rootfs)
+            await asyncio.to_thread(cgroup.create)
+            await network.create()
+            env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **req.image.env, **req.env}
+            env.update({
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": f"{RUNTIME_DIR}:/root",
+                "SKIFF_SERVER_URL": f"unix://{IN_CONTAINER_API}",
+                "SKIFF_TOKEN": req.token,
+                "SKIFF_CONTAINER_ID": cid,
+                "SKIFF_FUNCTION_ID": req.function_id,
+                "SKIFF_IS_CONTAINER": "1",
+            })
+            if self.host.ca_bundle:
+                env.setdefault("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+            binds = self._common_binds() + [
+                (req.code_dir, "/root", True),
+                (self.api_socket, IN_CONTAINER_API, False),
+                (self._resolv, "/etc/resolv.conf", True),
+            ] + [(src, dst, True) for src, dst in req.mounts]
+            spec = bundle.config(
+                rootfs=rootfs, args=["python3", "-m", "skiff._container"], env=env, cwd=req.image.workdir,
+                binds=binds, rlimits=host_rlimits(), netns=network.path, cgroups_path=cgroup.runtime_path,
+                cpu=req.cpu,
+            )
+            (root / "config.json").write_text(json.dumps(spec))
+            proc = await asyncio.create_subprocess_exec(
+                self.host.binary, "run", "--bundle", str(root), cid,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, limit=1 << 20,
+            )
+        except BaseException:
+            await cleanup.run(self.host.binary, cid)
+            raise
+
+        readers = [
+            asyncio.create_task(pump_lines(proc.stdout, cid, "stdout", on_log)),
+            asyncio.create_task(pump_lines(proc.stderr, cid, "stderr", on_log)),
+        ]
+
+        async def watch() -> None:
+            code = await proc.wait()
+            await asyncio.gather(*readers, return_exceptions=True)
+            oom = await asyncio.to_thread(cgroup.oom_killed)
+            await cleanup.run(self.host.binary, cid)
+            await on_exit(cid, code, oom)
+
+        asyncio.create_task(watch(), name=f"watch-{cid}")
+        return ContainerHandle(container_id=cid, pid=proc.pid, native=proc)
+
+    async def kill(self, handle: ContainerHandle) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self.host.binary, "kill", handle.container_id, "KILL",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        await proc.wait()
+
+    async def run_build_step(
+        self, *, layers: list[Path], upper: Path, script: str, env: dict[str, str], workdir: str,
+        binds: list[tuple[str | Path, str, bool]], on_line: Callable[[str], None], name: str,
+    ) -> int:
+        """Run ``script`` with ``sh -e`` over ``layers``, writing changes into ``upper``.
+
+        Build steps share the host's network, so apt and pip reach their registries.
+        """
+        root = upper.parent / f".build-{name}"
+        rootfs = root / "rootfs"
+        try:
+            await asyncio.to_thread(bundle.mount_overlay, layers, upper, root / "work", rootfs)
+            full_env = {"PATH": DEFAULT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive", **env}
+            resolv = Path("/etc/resolv.conf")
+            all_binds = list(binds) + ([(resolv.resolve(), "/etc/resolv.conf", True)] if resolv.exists() else [])
+            if self.host.ca_bundle:
+                all_binds.append((self.host.ca_bundle, "/etc/ssl/certs/ca-certificates.crt", True))
+            spec = bundle.config(
+                rootfs=rootfs, args=["/bin/sh", "-ec", script], env=full_env, cwd=workdir, binds=all_binds,
+                rlimits=host_rlimits(), netns=None, cgroups_path=None,
+            )
+            spec["process"]["noNewPrivileges"] = False
+            (root / "config.json").write_text(json.dumps(spec))
+            proc = await asyncio.create_subprocess_exec(
+                self.host.binary, "run", "--bundle", str(root), f"build-{name}",
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                limit=1 << 20,
+            )
+            await pump_lines(proc.stdout, name, "stdout", lambda _c, _s, line: on_line(line))
+            return await proc.wait()
+        finally:
+            await asyncio.to_thread(bundle.unmount, rootfs)
+            proc_del = await asyncio.create_subprocess_exec(
+                self.host.binary, "delete", "-f", f"build-{name}",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )
+            await proc_del.wait()
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+
+class _Cleanup:
+    """Undo everything ``start`` set up, whatever point it reached."""
+
+    def __init__(self, root: Path, rootfs: Path, cgroup: ContainerCgroup, network: ContainerNetwork) -> None:
+        self.root, self.rootfs, self.cgroup, self.network = root, rootfs, cgroup, network
+
+    async def run(self, binary: str, cid: str) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            binary, "delete", "-f", cid, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        await proc.wait()
+        await asyncio.to_thread(bundle.unmount, self.rootfs)
+        with contextlib.suppress(Exception):
+            await self.network.remove()
+        await asyncio.to_thread(self.cgroup.remove)
+        await asyncio.to_thread(shutil.rmtree, self.root, True)
+
+
+__all__ = ["BuiltImage", "OciRuntime"]
