@@ -47,17 +47,24 @@ class ContainerCgroup:
                 with contextlib.suppress(OSError):
                     (mem / "memory.swap.max").write_text("0")
 
-    def oom_killed(self) -> bool:
+    def oom_killed(self, killed_by_sigkill: bool) -> bool:
+        """Whether the kernel's OOM killer stopped the container.
+
+        cgroup v2 counts ``oom_kill`` hierarchically, so the parent sees the child's. v1
+        counts it in the child only, which the runtime has deleted by now; there a SIGKILL
+        exit after the parent's peak usage reached our limit tells the same story.
+        """
         mem = self._memory_dir()
         try:
-            text = (mem / ("memory.oom_control" if self.version == 1 else "memory.events")).read_text()
-        except OSError:
+            if self.version == 2:
+                return _counter((mem / "memory.events").read_text(), "oom_kill") > 0
+            if _counter((mem / "memory.oom_control").read_text(), "oom_kill") > 0:
+                return True
+            peak = int((mem / "memory.max_usage_in_bytes").read_text())
+            limit = int((mem / "memory.limit_in_bytes").read_text())
+            return killed_by_sigkill and peak >= limit - (1 << 20)
+        except (OSError, ValueError):
             return False
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                return int(value) > 0
-        return False
 
     def remove(self) -> None:
         roots = [p for p in ROOT.iterdir() if p.is_dir()] if self.version == 1 else [ROOT]
@@ -78,3 +85,11 @@ def _enable_controllers(path: Path) -> None:
     if wanted:
         with contextlib.suppress(OSError):
             (path.parent / "cgroup.subtree_control").write_text(" ".join("+" + c for c in wanted))
+
+
+def _counter(text: str, key: str) -> int:
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0

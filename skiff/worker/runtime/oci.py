@@ -28,6 +28,12 @@ log = logging.getLogger("skiff.runtime")
 IN_CONTAINER_API = "/run/skiff/api.sock"
 RUNTIME_DIR = "/opt/skiff"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _ca_env() -> dict[str, str]:
+    """Point the usual HTTPS clients (OpenSSL, requests, uv, pip) at the host's CA bundle."""
+    return {"SSL_CERT_FILE": CA_PATH, "REQUESTS_CA_BUNDLE": CA_PATH, "PIP_CERT": CA_PATH, "CURL_CA_BUNDLE": CA_PATH}
 
 
 def runtime_sources() -> list[tuple[Path, str]]:
@@ -57,7 +63,7 @@ class OciRuntime:
     def _common_binds(self) -> list[tuple[str | Path, str, bool]]:
         binds: list[tuple[str | Path, str, bool]] = [(src, dst, True) for src, dst in runtime_sources()]
         if self.host.ca_bundle:
-            binds.append((self.host.ca_bundle, "/etc/ssl/certs/ca-certificates.crt", True))
+            binds.append((self.host.ca_bundle, CA_PATH, True))
         return binds
 
     async def start(self, req: ContainerRequest, on_log: LogSink, on_exit: ExitSink) -> ContainerHandle:
@@ -84,7 +90,7 @@ class OciRuntime:
                 "SKIFF_IS_CONTAINER": "1",
             })
             if self.host.ca_bundle:
-                env.setdefault("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+                env = {**_ca_env(), **env}
             binds = self._common_binds() + [
                 (req.code_dir, "/root", True),
                 (self.api_socket, IN_CONTAINER_API, False),
@@ -113,7 +119,7 @@ class OciRuntime:
         async def watch() -> None:
             code = await proc.wait()
             await asyncio.gather(*readers, return_exceptions=True)
-            oom = await asyncio.to_thread(cgroup.oom_killed)
+            oom = await asyncio.to_thread(cgroup.oom_killed, code in (137, -9))
             await cleanup.run(self.host.binary, cid)
             await on_exit(cid, code, oom)
 
@@ -143,7 +149,8 @@ class OciRuntime:
             resolv = Path("/etc/resolv.conf")
             all_binds = list(binds) + ([(resolv.resolve(), "/etc/resolv.conf", True)] if resolv.exists() else [])
             if self.host.ca_bundle:
-                all_binds.append((self.host.ca_bundle, "/etc/ssl/certs/ca-certificates.crt", True))
+                all_binds.append((self.host.ca_bundle, CA_PATH, True))
+                full_env.update(_ca_env())
             spec = bundle.config(
                 rootfs=rootfs, args=["/bin/sh", "-ec", script], env=full_env, cwd=workdir, binds=all_binds,
                 rlimits=host_rlimits(), netns=None, cgroups_path=None,
