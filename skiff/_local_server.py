@@ -32,6 +32,18 @@ def is_healthy(url: str | None = None, timeout: float = 1.0) -> bool:
         return False
 
 
+def health(url: str | None = None) -> dict:
+    """The server's /v1/health answer (version, runtime, notes), or {} if it does not answer."""
+    import json
+
+    url = (url or config.server_url()).rstrip("/") + "/v1/health"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return {}
+
+
 def start_background(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT_PORT) -> int:
     """Start ``skiff server start --foreground`` detached; return its pid once healthy."""
     home = config.home()

@@ -115,6 +115,24 @@ async def function_spec(client: Client, fn: Function, show_progress: bool = True
     return spec
 
 
+_warned = False
+
+
+async def _warn_once(client: Client) -> None:
+    """Say once per process if the server had to fall back to something weaker."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    try:
+        info = await client.request("GET", "/health")
+    except Exception:
+        return
+    for note in info.get("notes", []):
+        if note.startswith("warning:"):
+            print(f"skiff: {note}", file=sys.stderr)
+
+
 class LogPrinter:
     """Prints container output as it arrives, each line tagged with its function."""
 
@@ -143,6 +161,7 @@ class RunningApp:
 
     async def start(self) -> None:
         self.client = client = await get_client()
+        await _warn_once(client)
         info = await client.request("POST", "/apps", json={"name": self.app.name or "ephemeral-app", "kind": "ephemeral"})
         self.app_id = info["app_id"]
         self._heartbeat_interval = info["heartbeat_interval"]

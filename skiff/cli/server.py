@@ -33,6 +33,8 @@ def start(host: str, port: int, foreground: bool) -> None:
         return
     pid = _local_server.start_background(host, port)
     click.echo(f"skiff server started at {url} (pid {pid}); log: {_local_server.log_path()}")
+    for note in _local_server.health(url).get("notes", []):
+        click.echo(f"  {note}")
 
 
 @server_group.command("stop")
@@ -61,8 +63,11 @@ def status() -> None:
     url = config.server_url()
     if _local_server.is_healthy(url):
         pid = _local_server.running_pid()
-        click.echo(f"skiff server is running at {url}" + (f" (pid {pid})" if pid else ""))
-        click.echo(f"state: {config.home()}")
+        info = _local_server.health(url)
+        click.echo(f"skiff server {info.get('version', '')} is running at {url}" + (f" (pid {pid})" if pid else ""))
+        click.echo(f"runtime: {info.get('runtime')}; state: {config.home()}")
+        for note in info.get("notes", []):
+            click.echo(f"  {note}")
     else:
         click.echo(f"no skiff server answers at {url}; start one with `skiff server start`")
         raise SystemExit(1)

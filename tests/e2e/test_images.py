@@ -16,7 +16,7 @@ from skiff._client import get_client
 from skiff._runner import build_image
 from skiff._sync import run_sync
 from skiff.worker.images import layer_ids
-from tests.apps.image_app import app, peek
+from tests.apps.image_app import app, network_probe, peek
 from tests.conftest import ROOT, skiff_cli
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the oci runtime needs root")
@@ -67,6 +67,13 @@ def test_host_files_are_invisible(oci):
         assert peek.remote(str(ROOT / "pyproject.toml")) is False
         assert peek.remote(str(oci.home / "token")) is False
         assert peek.remote(str(oci.home / "skiff.db")) is False
+
+
+def test_network_reaches_out_but_not_the_hosts_services(oci):
+    with app.run(show_logs=False):
+        seen = network_probe.remote(oci.port)
+    assert seen["https"] == 200
+    assert seen["127.0.0.1"] != "connected" and seen["10.0.2.2"] != "connected"
 
 
 def test_failing_step_shows_its_log_and_leaves_no_layer(oci):
