@@ -41,6 +41,8 @@ class Client:
             resp = await self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise ConnectionError(_unreachable(self.server_url)) from exc
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+            raise ConnectionError(f"the connection to the skiff server at {self.server_url} broke: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise ConnectionError(f"the skiff server at {self.server_url} did not answer in time ({exc!r})") from exc
         if resp.status_code >= 400:

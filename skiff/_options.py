@@ -60,6 +60,25 @@ class FunctionOptions:
     image: Image | None = None
     memory: int | None = None  # MiB
     cpu: float | None = None  # cores
+    # From @skiff.concurrent and @skiff.batched:
+    max_concurrent_inputs: int = 1
+    target_concurrent_inputs: int = 1
+    max_batch_size: int | None = None
+    batch_wait_ms: int = 0
+
+    def with_marks(self, marks: dict) -> FunctionOptions:
+        """These options plus what ``@skiff.concurrent`` / ``@skiff.batched`` said."""
+        from dataclasses import replace
+
+        if "max_concurrent" in marks and "max_batch_size" in marks:
+            raise InvalidError("a function can be @skiff.concurrent or @skiff.batched, not both")
+        return replace(
+            self,
+            max_concurrent_inputs=marks.get("max_concurrent", self.max_concurrent_inputs),
+            target_concurrent_inputs=marks.get("target_concurrent", self.target_concurrent_inputs),
+            max_batch_size=marks.get("max_batch_size", self.max_batch_size),
+            batch_wait_ms=marks.get("batch_wait_ms", self.batch_wait_ms),
+        )
 
 
 def _int(name: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
@@ -114,7 +133,7 @@ def build_options(given: dict[str, Any]) -> FunctionOptions:
             warnings.warn(
                 f"{old}= is deprecated; use {new}= instead (it means the same)",
                 DeprecationWarning,
-                stacklevel=4,
+                stacklevel=3,  # build_options <- App.function <- the user's decorator line
             )
             if new in given:
                 raise InvalidError(f"pass {new}= or its old name {old}=, not both")

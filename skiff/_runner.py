@@ -17,7 +17,8 @@ from . import _mount
 from . import _serialization as ser
 from ._client import Client, get_client
 from ._progress import BuildProgress
-from ._wire import FunctionSpec, LocalMountSpec
+from ._wire import FunctionSpec, LocalMountSpec, Payload
+from .cls import Cls
 from .exception import ConnectionError, ImageBuildError, InvalidError, NotFoundError
 from .image import Image
 
@@ -76,7 +77,7 @@ async def build_image(client: Client, image: Image, *, show_progress: bool = Tru
                 return image_id
 
 
-async def function_spec(client: Client, fn: Function, show_progress: bool = True) -> FunctionSpec:
+async def function_spec(client: Client, fn: Function | Cls, show_progress: bool = True) -> FunctionSpec:
     opts = fn.options
     spec = FunctionSpec(
         name=fn.tag,
@@ -88,9 +89,14 @@ async def function_spec(client: Client, fn: Function, show_progress: bool = True
         scaledown_window=opts.scaledown_window,
         env=opts.env,
         max_inputs=opts.max_inputs,
-        is_generator=fn.is_generator,
+        is_generator=getattr(fn, "is_generator", False),
+        is_class=isinstance(fn, Cls),
         memory=opts.memory,
         cpu=opts.cpu,
+        max_concurrent_inputs=opts.max_concurrent_inputs,
+        target_concurrent_inputs=opts.target_concurrent_inputs,
+        max_batch_size=opts.max_batch_size,
+        batch_wait_ms=opts.batch_wait_ms,
     )
     if opts.image is not None:
         await build_image(client, opts.image, show_progress=show_progress)
@@ -99,7 +105,7 @@ async def function_spec(client: Client, fn: Function, show_progress: bool = True
             LocalMountSpec(m.remote_path, {rel: sha for rel, _, sha in m.files})
             for m in opts.image.mounts
         ]
-    raw = fn.get_raw_f()
+    raw = fn.get_user_cls() if isinstance(fn, Cls) else fn.get_raw_f()
     where = _mount.module_of(raw)
     if opts.serialized or where is None or "<locals>" in raw.__qualname__:
         try:
@@ -162,6 +168,7 @@ class RunningApp:
     async def start(self) -> None:
         self.client = client = await get_client()
         await _warn_once(client)
+        self.app._running = self
         info = await client.request("POST", "/apps", json={"name": self.app.name or "ephemeral-app", "kind": "ephemeral"})
         self.app_id = info["app_id"]
         self._heartbeat_interval = info["heartbeat_interval"]
@@ -177,6 +184,16 @@ class RunningApp:
             raise
         if self.show_logs:
             self._tasks.append(asyncio.create_task(self._stream_logs(), name="skiff-logs"))
+
+    async def register_class_variant(self, cls: Cls, params: dict) -> str:
+        """Create the server function for one parameterization of a class."""
+        assert self.client is not None
+        spec = await function_spec(self.client, cls, show_progress=self.show_logs)
+        spec.class_params = Payload(data=ser.b64(ser.serialize(params)))
+        if params:
+            spec.name = f"{cls.tag}({', '.join(f'{k}={v!r}' for k, v in params.items())})"[:200]
+        created = await self.client.request("POST", "/functions", json={"app_id": self.app_id, "spec": asdict(spec)})
+        return created["function_id"]
 
     async def _heartbeat(self) -> None:
         assert self.client is not None
@@ -222,5 +239,8 @@ class RunningApp:
         except (ConnectionError, NotFoundError):
             pass
         finally:
+            self.app._running = None
             for fn in self.app.registered_functions.values():
                 fn.object_id = None
+            for cls in self.app.registered_classes.values():
+                cls._forget_variants()

@@ -22,10 +22,11 @@ def deserialize(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def serialize_args(fn_name: str, args: tuple, kwargs: dict) -> bytes:
-    """Pickle a call's arguments, naming the one that cannot be pickled."""
+def serialize_args(fn_name: str, args: tuple, kwargs: dict, method: str | None = None) -> bytes:
+    """Pickle a call's arguments, naming the one that cannot be pickled. A method call on
+    an ``@app.cls`` instance carries the method's name too."""
     try:
-        return serialize((args, kwargs))
+        return serialize((args, kwargs) if method is None else (args, kwargs, method))
     except Exception as whole_exc:
         for i, value in enumerate(args):
             _check_picklable(fn_name, f"argument {i}", value)

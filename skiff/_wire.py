@@ -82,6 +82,12 @@ class FunctionSpec:
     mounts: list[LocalMountSpec] = field(default_factory=list)
     memory: int | None = None  # MiB
     cpu: float | None = None  # cores
+    is_class: bool = False  # an @app.cls class: instantiate it, call methods by name
+    class_params: Payload | None = None  # the instance's parameters, pickled
+    max_concurrent_inputs: int = 1
+    target_concurrent_inputs: int = 1
+    max_batch_size: int | None = None
+    batch_wait_ms: int = 0
 
 
 
@@ -221,6 +227,21 @@ class ImageBuildStatus:
     status: str  # building | ready | failed
     error: str | None = None
     events: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class AutoscalerSettings:
+    min_containers: int | None = None
+    max_containers: int | None = None
+    buffer_containers: int | None = None
+    scaledown_window: float | None = None
+
+
+@dataclass
+class FunctionStats:
+    backlog: int
+    num_total_runners: int
+    num_running_inputs: int
 
 
 @dataclass

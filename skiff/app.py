@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._options import build_options
+from ._partial import marks
 from ._sync import run_sync
+from .cls import Cls, wrap_class
 from .exception import InvalidError
 from .functions import Function
 from .retries import Retries
+
+if TYPE_CHECKING:
+    from ._runner import RunningApp
 
 __all__ = ["App", "LocalEntrypoint"]
 
@@ -99,7 +104,9 @@ class App:
             raise InvalidError(f"App name must be a non-empty string of at most 64 characters, got {name!r}")
         self.name = name
         self.registered_functions: dict[str, Function] = {}
+        self.registered_classes: dict[str, Cls] = {}
         self.registered_entrypoints: dict[str, LocalEntrypoint] = {}
+        self._running: RunningApp | None = None  # set while the app runs
 
     def __repr__(self) -> str:
         return f"<skiff.App {self.name!r}>"
@@ -159,11 +166,46 @@ class App:
                 raise InvalidError(f"{f.tag} is already a skiff function; decorate it once")
             if not callable(f) or inspect.isclass(f):
                 raise InvalidError(f"@app.function() decorates a function, got {f!r}")
-            fn = Function(f, self, options)
+            fn = Function(f, self, options.with_marks(marks(f)))
             if fn.tag in self.registered_functions:
                 raise InvalidError(f"app {self.name!r} already has a function named {fn.tag!r}")
             self.registered_functions[fn.tag] = fn
             return fn
+
+        return wrapper
+
+    def cls(
+        self,
+        _warn_parentheses_missing: Any = None,
+        **kwargs: Any,
+    ) -> Callable[[type], Cls]:
+        """Turn a class into one whose containers keep state between inputs. Takes the
+        same arguments as :meth:`function`.
+
+        ```python
+        @app.cls(scaledown_window=300)
+        class Model:
+            @skiff.enter()
+            def load(self): ...
+
+            @skiff.method()
+            def predict(self, x): ...
+        ```
+        """
+        if _warn_parentheses_missing is not None:
+            raise InvalidError("use @app.cls() with parentheses, not @app.cls")
+        allowed = set(inspect.signature(App.function).parameters) - {"self", "_warn_parentheses_missing"}
+        unknown = set(kwargs) - allowed
+        if unknown:
+            raise TypeError(f"App.cls() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        options = build_options(kwargs)
+
+        def wrapper(user_cls: type) -> Cls:
+            c = wrap_class(user_cls, self, options.with_marks(marks(user_cls)))
+            if c.tag in self.registered_functions or c.tag in self.registered_classes:
+                raise InvalidError(f"app {self.name!r} already has something named {c.tag!r}")
+            self.registered_classes[c.tag] = c
+            return c
 
         return wrapper
 

@@ -105,6 +105,13 @@ class Function:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.local(*args, **kwargs)
 
+    async def _resolve_id(self) -> str:
+        """The server-side function to call (a class method resolves its instance's)."""
+        return self._function_id()
+
+    def _args_payload(self, args: tuple, kwargs: dict) -> bytes:
+        return ser.serialize_args(self.tag, args, kwargs)
+
     def _function_id(self) -> str:
         if self.object_id is None:
             raise ExecutionError(
@@ -115,12 +122,12 @@ class Function:
 
     async def _start_call(self, kind: str, inputs: list[dict], complete: bool) -> tuple[Client, str]:
         client = await _client()
-        body = {"function_id": self._function_id(), "kind": kind, "inputs": inputs, "inputs_complete": complete}
+        body = {"function_id": await self._resolve_id(), "kind": kind, "inputs": inputs, "inputs_complete": complete}
         created = await client.request("POST", "/calls", json=body)
         return client, created["call_id"]
 
     async def _one_input(self, args: tuple, kwargs: dict) -> dict:
-        data = ser.serialize_args(self.tag, args, kwargs)
+        data = self._args_payload(args, kwargs)
         client = await _client()
         return {"idx": 0, "args": await encode_payload(client, data)}
 
@@ -131,8 +138,7 @@ class Function:
         """Run the function in a container and return its result."""
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator: call it with .remote_gen(), not .remote()")
-        fid = self._function_id()
-        call = FunctionCall(await self._start_call_id("remote", await self._one_input(args, kwargs)), fid)
+        call = FunctionCall(await self._start_call_id("remote", await self._one_input(args, kwargs)))
         return await call._get(timeout=None)
 
     async def _start_call_id(self, kind: str, item: dict) -> str:
@@ -145,7 +151,7 @@ class Function:
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator: spawn() cannot collect its items; use .remote_gen()")
         call_id = await self._start_call_id("spawn", await self._one_input(args, kwargs))
-        return FunctionCall(call_id, self._function_id())
+        return FunctionCall(call_id, await self._resolve_id())
 
     @dual
     async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -214,7 +220,7 @@ class Function:
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator; .map() needs a function that returns")
         client = await _client()
-        fid = self._function_id()
+        fid = await self._resolve_id()
         window = asyncio.Semaphore(MAP_OUTSTANDING)
         call_id: str | None = None
         call_ready = asyncio.Event()
@@ -237,7 +243,7 @@ class Function:
                     await flush(batch, False)  # never wait on the window with unsent inputs
                     batch = []
                 await window.acquire()
-                data = ser.serialize_args(self.tag, tuple(args), kwargs)
+                data = self._args_payload(tuple(args), kwargs)
                 batch.append({"idx": idx, "args": await encode_payload(client, data)})
                 idx += 1
             await flush(batch, True)

@@ -39,6 +39,10 @@ class Retries:
             raise InvalidError(f"Retries(max_retries=) must be an int, got {max_retries!r}")
         if not 0 <= max_retries <= 10:
             raise InvalidError(f"Retries(max_retries=) must be between 0 and 10, got {max_retries}")
+        for name, value in (("backoff_coefficient", backoff_coefficient), ("initial_delay", initial_delay),
+                            ("max_delay", max_delay)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidError(f"Retries({name}=) must be a number, got {type(value).__name__} {value!r}")
         if not 1.0 <= backoff_coefficient <= 10.0:
             raise InvalidError(
                 f"Retries(backoff_coefficient=) must be between 1.0 and 10.0, got {backoff_coefficient!r}"
@@ -81,4 +85,9 @@ class Retries:
 
     @classmethod
     def from_wire(cls, data: dict | None) -> Retries | None:
-        return None if data is None else cls(**data)
+        if data is None:
+            return None
+        fields = {"max_retries", "backoff_coefficient", "initial_delay", "max_delay"}
+        if not isinstance(data, dict) or set(data) - fields or "max_retries" not in data:
+            raise InvalidError(f"retries must be an object with the fields {sorted(fields)}, got {data!r}")
+        return cls(**data)

@@ -1,20 +1,36 @@
-"""The container's main loop: import the function, then exchange outputs for inputs
-until the server says stop."""
+"""The container's main loop: load the function (or instantiate the class and run its
+``@enter`` hooks), then exchange outputs for inputs until the server says stop.
+
+Three ways to serve, chosen by the function's decorators:
+- one input at a time (the default): each round trip hands in the last output and asks
+  for the next input;
+- ``@skiff.concurrent``: up to ``max_inputs`` at once, in threads or as asyncio tasks,
+  with outputs sent back by their own thread as each finishes;
+- ``@skiff.batched``: inputs gathered into lists of up to ``max_batch_size``, waiting at
+  most ``wait_ms`` for a batch to fill.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import os
+import queue
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import _serialization as ser
 from .._wire import INLINE_PAYLOAD_LIMIT
 from ..exception import InputCancellation
 from .client import ContainerClient, ServerGone
+
+POLL = 25.0  # seconds one long-poll for inputs may wait
 
 
 class _Cancellation:
@@ -40,9 +56,16 @@ class Container:
         env = os.environ
         self.function_id = env["SKIFF_FUNCTION_ID"]
         self.container_id = env["SKIFF_CONTAINER_ID"]
-        self.client = ContainerClient(env["SKIFF_SERVER_URL"], env["SKIFF_TOKEN"], self.function_id, self.container_id)
+        self._url, self._token = env["SKIFF_SERVER_URL"], env["SKIFF_TOKEN"]
+        self.client = self._new_client()
         self.cancellation = _Cancellation()
         self.spec: dict = {}
+        self.resolve: Callable[[str | None], Callable[..., Any]] = lambda _m: _missing()
+        self.exit_hooks: list[Callable[[], Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _new_client(self) -> ContainerClient:
+        return ContainerClient(self._url, self._token, self.function_id, self.container_id)
 
     # -- payloads ------------------------------------------------------------------------
 
@@ -53,11 +76,11 @@ class Container:
             data = ser.unb64(payload["data"])
         return ser.deserialize(data)
 
-    def _dump(self, value: Any) -> dict:
+    def _dump(self, value: Any, client: ContainerClient | None = None) -> dict:
         data = ser.serialize(value)
         if len(data) > INLINE_PAYLOAD_LIMIT:
             blob_id = ser.sha256(data)
-            self.client.request("PUT", f"/v1/blobs/{blob_id}", raw=data, absolute=True)
+            (client or self.client).request("PUT", f"/v1/blobs/{blob_id}", raw=data, absolute=True)
             return {"blob_id": blob_id, "data": None}
         return {"data": ser.b64(data), "blob_id": None}
 
@@ -72,24 +95,51 @@ class Container:
             "traceback": info["traceback"],
         }
 
+    def _args(self, inp: dict) -> tuple[tuple, dict, str | None]:
+        loaded = self._load(inp["args"])
+        args, kwargs = loaded[0], loaded[1]
+        return tuple(args), dict(kwargs), (loaded[2] if len(loaded) > 2 else None)
+
     # -- start-up -----------------------------------------------------------------------
 
-    def load_function(self) -> Any:
+    def load(self) -> None:
         spec = self.spec
         if spec.get("pickled"):
-            fn = self._load(spec["pickled"])
+            obj = self._load(spec["pickled"])
         else:
-            module = importlib.import_module(spec["module_name"])
-            fn = module
+            obj = importlib.import_module(spec["module_name"])
             for part in spec["qualname"].split("."):
-                fn = getattr(fn, part)
-        raw = getattr(fn, "get_raw_f", None)
-        return raw() if raw is not None else fn
+                obj = getattr(obj, part)
+        if spec.get("is_class"):
+            from ..cls import instantiate, lifecycle_methods
+
+            user_cls = obj.get_user_cls() if hasattr(obj, "get_user_cls") else obj
+            params = self._load(spec["class_params"]) if spec.get("class_params") else {}
+            instance = instantiate(user_cls, params)
+            for hook in lifecycle_methods(user_cls, "enter"):
+                self._call(getattr(instance, hook), (), {})
+            self.exit_hooks = [getattr(instance, h) for h in lifecycle_methods(user_cls, "exit")]
+            self.resolve = lambda method: getattr(instance, method)  # type: ignore[arg-type]
+        else:
+            fn = obj.get_raw_f() if hasattr(obj, "get_raw_f") else obj
+            self.resolve = lambda _method: fn
+
+    def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        """Call sync or async user code from a plain thread."""
+        result = fn(*args, **kwargs)
+        if inspect.iscoroutine(result):
+            if threading.current_thread() is threading.main_thread():
+                if self._loop is None:
+                    self._loop = asyncio.new_event_loop()
+                return self._loop.run_until_complete(result)
+            return asyncio.run(result)
+        return result
 
     def _watch_signals(self) -> None:
+        client = self._new_client()
         while True:
             try:
-                sig = self.client_signals.request("GET", "/signals?timeout=20")
+                sig = client.request("GET", "/signals?timeout=20")
             except (ServerGone, RuntimeError):
                 return
             if sig.get("cancel"):
@@ -97,62 +147,169 @@ class Container:
             if sig.get("stop"):
                 return
 
-    # -- the loop ------------------------------------------------------------------------
+    # -- one input ------------------------------------------------------------------------
 
-    def run_input(self, fn: Any, inp: dict) -> list[dict]:
+    def run_input(self, inp: dict, client: ContainerClient | None = None) -> list[dict]:
         input_id = inp["input_id"]
-        self.cancellation.current = input_id
+        on_main = threading.current_thread() is threading.main_thread()
+        if on_main:
+            self.cancellation.current = input_id
         try:
-            args, kwargs = self._load(inp["args"])
-            if self.spec.get("is_generator"):
-                return self._run_generator(fn, input_id, args, kwargs)
-            result = fn(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                import asyncio
-
-                result = asyncio.run(result)
-            self.cancellation.current = None
-            return [{"input_id": input_id, "status": "success", "result": self._dump(result)}]
+            args, kwargs, method = self._args(inp)
+            fn = self.resolve(method)
+            if inspect.isgeneratorfunction(fn):
+                return self._run_generator(fn, input_id, args, kwargs, client or self.client)
+            result = self._call(fn, args, kwargs)
+            if on_main:
+                self.cancellation.current = None
+            return [{"input_id": input_id, "status": "success", "result": self._dump(result, client)}]
         except InputCancellation as exc:
             return [self._failure(input_id, exc, status="cancelled")]
         except BaseException as exc:  # noqa: BLE001 - the user's exception goes back to the caller
             return [self._failure(input_id, exc)]
         finally:
-            self.cancellation.current = None
+            if on_main:
+                self.cancellation.current = None
 
-    def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict) -> list[dict]:
+    def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict,
+                       client: ContainerClient) -> list[dict]:
         index = 0
         for item in fn(*args, **kwargs):
-            out = {"input_id": input_id, "status": "success", "result": self._dump(item), "gen_index": index}
-            self.client.request("POST", "/exchange", {"outputs": [out], "want": 0, "timeout": 0})
+            out = {"input_id": input_id, "status": "success", "result": self._dump(item, client), "gen_index": index}
+            client.request("POST", "/exchange", {"outputs": [out], "want": 0, "timeout": 0})
             index += 1
         return [{"input_id": input_id, "status": "success", "result": None, "gen_done": True, "gen_index": index}]
+
+    # -- serving -----------------------------------------------------------------------------
 
     def serve(self) -> int:
         self.spec = self.client.request("GET", "/hello")["spec"]
         try:
-            fn = self.load_function()
+            self.load()
         except BaseException as exc:  # noqa: BLE001
             print(f"skiff: could not load {self.spec.get('name')}: {type(exc).__name__}: {exc}", file=sys.stderr)
             self.client.request("POST", "/init_failure", self._failure("", exc, status="init_failure"))
             return 1
-        self.client_signals = ContainerClient(
-            os.environ["SKIFF_SERVER_URL"], os.environ["SKIFF_TOKEN"], self.function_id, self.container_id
-        )
         threading.Thread(target=self._watch_signals, name="skiff-signals", daemon=True).start()
+        if self.spec.get("max_batch_size"):
+            self._serve_batched()
+        elif (self.spec.get("max_concurrent_inputs") or 1) > 1:
+            self._serve_concurrent()
+        else:
+            self._serve_sequential()
+        for hook in self.exit_hooks:
+            try:
+                self._call(hook, (), {})
+            except Exception as exc:  # noqa: BLE001
+                print(f"skiff: @exit hook {getattr(hook, '__name__', hook)} failed: {exc!r}", file=sys.stderr)
+        return 0
 
+    def _serve_sequential(self) -> None:
         max_inputs = self.spec.get("max_inputs") or 0
         done = 0
         outputs: list[dict] = []
         while True:
             want = 0 if (max_inputs and done >= max_inputs) else 1
-            work = self.client.request("POST", "/exchange", {"outputs": outputs, "want": want, "timeout": 25})
+            work = self.client.request("POST", "/exchange", {"outputs": outputs, "want": want, "timeout": POLL})
             outputs = []
             if want == 0 or (work["stop"] and not work["inputs"]):
-                return 0
+                return
             for inp in work["inputs"]:
-                outputs.extend(self.run_input(fn, inp))
+                outputs.extend(self.run_input(inp))
                 done += 1
+
+    def _serve_concurrent(self) -> None:
+        limit = self.spec["max_concurrent_inputs"]
+        slots = threading.Semaphore(limit)
+        finished: queue.Queue[list[dict] | None] = queue.Queue()
+        sender = threading.Thread(target=self._send_outputs, args=(finished,), name="skiff-outputs", daemon=True)
+        sender.start()
+        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="skiff-input")
+        clients = threading.local()
+
+        def work(inp: dict) -> None:
+            if not hasattr(clients, "c"):
+                clients.c = self._new_client()
+            try:
+                finished.put(self.run_input(inp, clients.c))
+            finally:
+                slots.release()
+
+        while True:
+            slots.acquire()
+            free = 1
+            while free < limit and slots.acquire(blocking=False):
+                free += 1
+            work_batch = self.client.request("POST", "/exchange", {"outputs": [], "want": free, "timeout": POLL})
+            for inp in work_batch["inputs"]:
+                pool.submit(work, inp)
+            for _ in range(free - len(work_batch["inputs"])):
+                slots.release()
+            if work_batch["stop"] and not work_batch["inputs"]:
+                break
+        pool.shutdown(wait=True)
+        finished.put(None)
+        sender.join()
+
+    def _send_outputs(self, finished: queue.Queue[list[dict] | None]) -> None:
+        client = self._new_client()
+        while True:
+            first = finished.get()
+            if first is None:
+                return
+            outputs = list(first)
+            while True:
+                try:
+                    more = finished.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    finished.put(None)
+                    break
+                outputs.extend(more)
+            client.request("POST", "/exchange", {"outputs": outputs, "want": 0, "timeout": 0})
+
+    def _serve_batched(self) -> None:
+        size = self.spec["max_batch_size"]
+        wait = (self.spec.get("batch_wait_ms") or 0) / 1000
+        outputs: list[dict] = []
+        while True:
+            work = self.client.request("POST", "/exchange", {"outputs": outputs, "want": size, "timeout": POLL})
+            outputs = []
+            batch = list(work["inputs"])
+            if work["stop"] and not batch:
+                return
+            deadline = time.monotonic() + wait
+            while batch and len(batch) < size and (remaining := deadline - time.monotonic()) > 0:
+                more = self.client.request("POST", "/exchange",
+                                           {"outputs": [], "want": size - len(batch), "timeout": remaining})
+                batch += more["inputs"]
+            if batch:
+                outputs = self.run_batch(batch)
+
+    def run_batch(self, batch: list[dict]) -> list[dict]:
+        """Call the function once with lists, and hand each caller its own element."""
+        ids = [inp["input_id"] for inp in batch]
+        try:
+            decoded = [self._args(inp) for inp in batch]
+            fn = self.resolve(decoded[0][2])
+            width = max(len(args) for args, _, _ in decoded)
+            if any(len(args) != width for args, _, _ in decoded):
+                raise TypeError("every call to a batched function must pass the same arguments")
+            columns = [[args[i] for args, _, _ in decoded] for i in range(width)]
+            keys = decoded[0][1].keys()
+            kwcolumns = {k: [kw[k] for _, kw, _ in decoded] for k in keys}
+            results = self._call(fn, tuple(columns), kwcolumns)
+            if not isinstance(results, list | tuple) or len(results) != len(batch):
+                got = len(results) if isinstance(results, list | tuple) else type(results).__name__
+                raise ValueError(f"a batched function must return a list of {len(batch)} results (one per input), got {got}")
+        except BaseException as exc:  # noqa: BLE001
+            return [self._failure(i, exc) for i in ids]
+        return [{"input_id": i, "status": "success", "result": self._dump(r)} for i, r in zip(ids, results, strict=True)]
+
+
+def _missing() -> Callable[..., Any]:
+    raise RuntimeError("the function was not loaded")
 
 
 def main() -> int:
@@ -161,3 +318,6 @@ def main() -> int:
     except ServerGone as exc:
         print(f"skiff: {exc}; container exiting", file=sys.stderr)
         return 1
+
+
+__all__ = ["Container", "main"]

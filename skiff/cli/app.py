@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 
 import click
 
@@ -41,14 +42,16 @@ def list_apps() -> None:
 
     apps = _call(fetch())
     table = Table(title="skiff apps")
-    for col in ("App ID", "Name", "State", "Functions", "Containers", "Created", "Stopped"):
+    table.add_column("App ID", no_wrap=True, min_width=23)  # whole, so it can be pasted
+    for col in ("Name", "State", "Functions", "Containers", "Created", "Stopped"):
         table.add_column(col)
     for a in apps:
         table.add_row(
             a["app_id"], a["name"], a["state"], ", ".join(a["functions"]), str(a["containers"]),
             _when(a["created_at"]), _when(a["stopped_at"]),
         )
-    Console().print(table)
+    # Piped output is not cut to 80 columns: scripts read these lines whole.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _when(ts: float | None) -> str:

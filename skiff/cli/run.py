@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..app import App, LocalEntrypoint
-from ..exception import ConnectionError, InvalidError
+from ..exception import AuthError, ConnectionError, ImageBuildError, InvalidError, NotFoundError
 from ..functions import Function
 
 
@@ -75,10 +75,8 @@ def signature_command(name: str, fn: Any, callback: Any) -> click.Command:
             params.append(click.Option([f"{flag}/--no-{p.name.replace('_', '-')}", p.name],
                                        default=False if p.default is p.empty else p.default))
         else:
-            required = p.default is p.empty
-            params.append(click.Option([flag, p.name], type=_TYPES.get(annotation, click.STRING),
-                                       required=required, default=None if required else p.default,
-                                       show_default=not required))
+            extra = {"required": True} if p.default is p.empty else {"default": p.default, "show_default": True}
+            params.append(click.Option([flag, p.name], type=_TYPES.get(annotation, click.STRING), **extra))
     return click.Command(name, params=params, callback=callback, help=inspect.getdoc(fn))
 
 
@@ -111,7 +109,9 @@ def run_command(ctx: click.Context, func_ref: str, quiet: bool) -> None:
                         click.echo(result)
                 else:
                     target(**kwargs)
-        except (ConnectionError, InvalidError) as exc:
+        except (AuthError, ConnectionError, ImageBuildError, InvalidError, NotFoundError) as exc:
+            # The platform's own errors read best as one message; the user's remote
+            # exceptions keep their tracebacks.
             raise click.ClickException(str(exc)) from None
 
     raw = target.get_raw_f() if isinstance(target, Function) else target.raw_f

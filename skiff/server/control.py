@@ -25,6 +25,7 @@ from .._wire import (
     LogEntry,
 )
 from ..exception import InvalidError, NotFoundError, NotSupportedError
+from ..retries import Retries
 from ..worker.images import ImageBuilder
 from ..worker.runtime import ContainerRuntime
 from .blobs import BlobStore
@@ -41,6 +42,30 @@ log = logging.getLogger("skiff.control")
 SPAWN_RESULT_TTL = 24 * 3600.0
 # What a function without image= runs in under the oci runtime: Debian 12 with its Python.
 DEFAULT_IMAGE = [{"kind": "debian_slim", "suite": "bookworm", "python": "3.11"}]  # how long a finished spawn's result is kept for .get()
+
+
+def validate_spec(spec: FunctionSpec) -> None:
+    """The server checks what the decorator checks: a spec may come from any client."""
+    name = spec.name
+    if spec.module_name is None and spec.pickled is None:
+        raise InvalidError(f"function {name!r} needs a module_name or a pickled function")
+    if not 0 < spec.timeout <= 24 * 3600:
+        raise InvalidError(f"{name}: timeout must be more than 0 and at most 86400 s, got {spec.timeout}")
+    if not 0 < spec.scaledown_window <= 24 * 3600:
+        raise InvalidError(f"{name}: scaledown_window must be more than 0 s, got {spec.scaledown_window}")
+    if spec.min_containers < 0 or spec.buffer_containers < 0:
+        raise InvalidError(f"{name}: min_containers and buffer_containers must be at least 0")
+    if spec.max_containers is not None and (spec.max_containers < 1 or spec.max_containers < spec.min_containers):
+        raise InvalidError(f"{name}: max_containers must be at least 1 and at least min_containers")
+    if spec.max_inputs is not None and spec.max_inputs < 1:
+        raise InvalidError(f"{name}: max_inputs must be at least 1")
+    if spec.max_concurrent_inputs < 1 or not 1 <= spec.target_concurrent_inputs <= spec.max_concurrent_inputs:
+        raise InvalidError(f"{name}: concurrent inputs must satisfy 1 <= target_inputs <= max_inputs")
+    if spec.max_batch_size is not None and not 1 <= spec.max_batch_size <= 1000:
+        raise InvalidError(f"{name}: max_batch_size must be from 1 to 1000")
+    if (spec.memory is not None and spec.memory < 16) or (spec.cpu is not None and spec.cpu <= 0):
+        raise InvalidError(f"{name}: memory must be at least 16 MiB and cpu above 0")
+    Retries.from_wire(spec.retries)
 
 
 def heartbeat_timeout() -> float:
@@ -141,8 +166,7 @@ class ControlPlane:
     async def create_function(self, app_id: str, spec: FunctionSpec) -> str:
         if app_id not in self._heartbeats:
             raise NotFoundError(f"app {app_id} is not running; functions can only be added to a running app")
-        if spec.module_name is None and spec.pickled is None:
-            raise InvalidError(f"function {spec.name!r} needs a module_name or a pickled function")
+        validate_spec(spec)
         caps = self.runtime.capabilities
         if not caps.resource_limits and (spec.memory or spec.cpu):
             arg = "memory=" if spec.memory else "cpu="
@@ -155,8 +179,13 @@ class ControlPlane:
         elif spec.image:
             self.images.start(spec.image)  # raises the "needs the oci runtime" error
         function_id = new_id("fu")
-        await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
-        self.runners[function_id] = FunctionRunner(self.ctx, function_id, app_id, spec, image)
+        runner = FunctionRunner(self.ctx, function_id, app_id, spec, image)
+        try:
+            await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
+        except BaseException:
+            await runner.stop("the function could not be recorded")
+            raise
+        self.runners[function_id] = runner
         return function_id
 
     def runner(self, function_id: str) -> FunctionRunner:

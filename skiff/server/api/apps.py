@@ -39,7 +39,7 @@ async def stop_app(app_id: str, cp: ControlPlane = Depends(control)):
 @router.get("/apps/{app_id}/logs")
 async def logs(
     app_id: str,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=2**62),
     timeout: float = Query(25.0, ge=0, le=60),
     cp: ControlPlane = Depends(control),
 ):

@@ -24,7 +24,7 @@ async def add_inputs(call_id: str, body: CallInputs, cp: ControlPlane = Depends(
 @router.get("/calls/{call_id}/outputs")
 async def outputs(
     call_id: str,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=2**62),
     timeout: float = Query(25.0, ge=0, le=60),
     limit: int = Query(1000, ge=1, le=10000),
     cp: ControlPlane = Depends(control),

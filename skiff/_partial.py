@@ -1,0 +1,94 @@
+"""Decorators that mark methods and functions for the container: ``@skiff.enter()``,
+``@skiff.exit()``, ``@skiff.method()``, ``@skiff.concurrent(...)``, ``@skiff.batched(...)``.
+
+They return the function itself with a marker attribute, so a decorated method stays a
+plain method you can call and test locally.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .exception import InvalidError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MARK = "__skiff__"  # attribute holding a dict of what the decorators said
+
+
+def _mark(f: Any, **info: Any) -> Any:
+    if not callable(f):
+        raise InvalidError(f"expected a function or class to decorate, got {f!r}")
+    marks = dict(getattr(f, MARK, {}))
+    marks.update(info)
+    setattr(f, MARK, marks)
+    return f
+
+
+def marks(f: Any) -> dict[str, Any]:
+    return getattr(f, MARK, {})
+
+
+def enter(*, snap: bool = False) -> Callable[[F], F]:
+    """Run this method once per container, before its first input.
+
+    ```python
+    @app.cls()
+    class Model:
+        @skiff.enter()
+        def load(self):
+            self.weights = load_weights()
+    ```
+    """
+    if snap:
+        raise InvalidError("enter(snap=True) needs memory snapshots, which skiff does not have yet")
+    return lambda f: _mark(f, enter=True)
+
+
+def exit() -> Callable[[F], F]:  # noqa: A001 - Modal's name
+    """Run this method when the container stops (scale-down, app stop)."""
+    return lambda f: _mark(f, exit=True)
+
+
+def method(*, is_generator: bool | None = None) -> Callable[[F], F]:
+    """Expose this method of an ``@app.cls`` class for ``.remote()``, ``.map()`` and the rest."""
+    return lambda f: _mark(f, method=True, is_generator=is_generator)
+
+
+def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable[[F], F]:
+    """Let one container run up to ``max_inputs`` inputs at once (async functions as tasks,
+    sync ones in threads). The autoscaler aims for ``target_inputs`` per container.
+
+    ```python
+    @app.function()
+    @skiff.concurrent(max_inputs=100, target_inputs=80)
+    async def fetch(url): ...
+    ```
+    """
+    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:
+        raise InvalidError(f"concurrent(max_inputs=) must be an int of at least 1, got {max_inputs!r}")
+    if target_inputs is not None and (
+        isinstance(target_inputs, bool) or not isinstance(target_inputs, int) or not 1 <= target_inputs <= max_inputs
+    ):
+        raise InvalidError(f"concurrent(target_inputs=) must be an int between 1 and max_inputs, got {target_inputs!r}")
+    return lambda f: _mark(f, max_concurrent=max_inputs, target_concurrent=target_inputs or max_inputs)
+
+
+def batched(*, max_batch_size: int, wait_ms: int) -> Callable[[F], F]:
+    """Gather single calls into lists: the function takes lists and returns a list of the
+    same length, and each caller gets its own element back.
+
+    ```python
+    @app.function()
+    @skiff.batched(max_batch_size=32, wait_ms=50)
+    def embed(texts: list[str]) -> list[list[float]]: ...
+
+    embed.remote("one text")   # -> one embedding
+    ```
+    """
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or not 1 <= max_batch_size <= 1000:
+        raise InvalidError(f"batched(max_batch_size=) must be an int from 1 to 1000, got {max_batch_size!r}")
+    if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms <= 10 * 60 * 1000:
+        raise InvalidError(f"batched(wait_ms=) must be an int of milliseconds from 0 to 600000, got {wait_ms!r}")
+    return lambda f: _mark(f, max_batch_size=max_batch_size, batch_wait_ms=wait_ms)

@@ -1,0 +1,214 @@
+"""``@app.cls``: classes whose containers keep state between inputs.
+
+```python
+@app.cls(scaledown_window=120)
+class Model:
+    size: str = skiff.parameter(default="small")
+
+    @skiff.enter()
+    def load(self):
+        self.weights = load(self.size)      # once per container
+
+    @skiff.method()
+    def predict(self, x):
+        return self.weights(x)
+
+    @skiff.exit()
+    def close(self): ...
+
+Model(size="large").predict.remote(3)    # containers for size="large"
+```
+
+Each distinct set of parameters gets containers of its own: the server sees it as one
+function, created the first time it is called.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from . import _serialization as ser
+from ._options import FunctionOptions, build_options
+from ._partial import marks
+from .exception import InvalidError
+from .functions import Function
+
+if TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Cls", "Obj", "parameter"]
+
+_MISSING = object()
+
+
+class _Parameter:
+    def __init__(self, default: Any) -> None:
+        self.default = default
+
+
+def parameter(*, default: Any = _MISSING, init: bool = True) -> Any:
+    """A class parameter: ``Model(size="large")`` gets containers of its own.
+
+    ```python
+    size: str = skiff.parameter(default="small")
+    ```
+    """
+    if not init:
+        raise InvalidError("parameter(init=False) is not supported")
+    return _Parameter(default)
+
+
+def class_parameters(user_cls: type) -> dict[str, _Parameter]:
+    found: dict[str, _Parameter] = {}
+    for klass in reversed(user_cls.__mro__):
+        for name, value in vars(klass).items():
+            if isinstance(value, _Parameter):
+                found[name] = value
+    return found
+
+
+def instantiate(user_cls: type, params: dict[str, Any]) -> Any:
+    """Make an instance the way a container does: parameters set as attributes."""
+    instance = user_cls.__new__(user_cls)
+    for name, p in class_parameters(user_cls).items():
+        setattr(instance, name, params.get(name, p.default))
+    if not class_parameters(user_cls) and user_cls.__init__ is not object.__init__:
+        instance.__init__()
+    return instance
+
+
+def lifecycle_methods(user_cls: type, kind: str) -> list[str]:
+    return [name for name, value in inspect.getmembers(user_cls) if callable(value) and marks(value).get(kind)]
+
+
+class MethodFunction(Function):
+    """One method of one parameterized instance, with ``Function``'s calling API."""
+
+    def __init__(self, obj: Obj, name: str) -> None:
+        raw = getattr(obj.cls.get_user_cls(), name)
+        super().__init__(raw, obj.cls.app, obj.cls.options)
+        self.tag = f"{obj.cls.tag}.{name}"
+        self._obj = obj
+        self._method = name
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._obj._local_instance(), self._method)(*args, **kwargs)
+
+    def _args_payload(self, args: tuple, kwargs: dict) -> bytes:
+        return ser.serialize_args(self.tag, args, kwargs, method=self._method)
+
+    async def _resolve_id(self) -> str:
+        return await self._obj._function_id()
+
+
+class Obj:
+    """An instance handle: ``Model(size="large")``. Its methods are called remotely."""
+
+    def __init__(self, cls: Cls, params: dict[str, Any]) -> None:
+        self.cls = cls
+        self.params = params
+        self._local: Any = None
+
+    def __repr__(self) -> str:
+        return f"<skiff.Obj {self.cls.tag}({', '.join(f'{k}={v!r}' for k, v in self.params.items())})>"
+
+    def __getattr__(self, name: str) -> MethodFunction:
+        if name.startswith("_") or name not in self.cls.methods:
+            raise AttributeError(
+                f"{self.cls.tag} has no @skiff.method() named {name!r}; its methods are: "
+                f"{', '.join(self.cls.methods) or 'none'}"
+            )
+        return MethodFunction(self, name)
+
+    def _local_instance(self) -> Any:
+        if self._local is None:
+            self._local = instantiate(self.cls.get_user_cls(), self.params)
+            for hook in lifecycle_methods(type(self._local), "enter"):
+                getattr(self._local, hook)()
+        return self._local
+
+    async def _function_id(self) -> str:
+        return await self.cls._variant_id(self.params)
+
+
+class Cls:
+    """What ``@app.cls()`` returns: call it with parameters to get an :class:`Obj`."""
+
+    def __init__(self, user_cls: type, app: App, options: FunctionOptions) -> None:
+        self._user_cls = user_cls
+        self.app = app
+        self.options = options
+        self.tag = options.name or user_cls.__name__
+        self.parameters = class_parameters(user_cls)
+        self.methods = [n for n, v in inspect.getmembers(user_cls) if callable(v) and marks(v).get("method")]
+        if not self.methods:
+            raise InvalidError(f"@app.cls() class {user_cls.__name__} has no @skiff.method(); mark the methods to call")
+        if self.parameters and "__init__" in vars(user_cls):
+            raise InvalidError(f"{user_cls.__name__} uses skiff.parameter(), so it must not define __init__")
+        self._variants: dict[bytes, str] = {}
+        self._variants_for: str | None = None  # the app run those variants belong to
+        self.__name__ = user_cls.__name__
+        self.__qualname__ = user_cls.__qualname__
+        self.__module__ = user_cls.__module__
+        self.__doc__ = user_cls.__doc__
+
+    def __repr__(self) -> str:
+        return f"<skiff.Cls {self.tag}>"
+
+    def get_user_cls(self) -> type:
+        return self._user_cls
+
+    def __call__(self, **params: Any) -> Obj:
+        unknown = set(params) - set(self.parameters)
+        if unknown:
+            raise InvalidError(
+                f"{self.tag}() got unknown parameter(s) {sorted(unknown)}; its parameters are "
+                f"{sorted(self.parameters) or 'none'}"
+            )
+        missing = [n for n, p in self.parameters.items() if p.default is _MISSING and n not in params]
+        if missing:
+            raise InvalidError(f"{self.tag}() needs a value for parameter(s) {missing}")
+        full = {n: params.get(n, p.default) for n, p in self.parameters.items()}
+        return Obj(self, full)
+
+    def __getattr__(self, name: str) -> Any:
+        # `Model.predict.remote(x)` for a class without parameters.
+        if name in self.__dict__.get("methods", ()):
+            return getattr(self(), name)
+        raise AttributeError(name)
+
+    def with_options(self, **overrides: Any) -> Cls:
+        """The same class with other resources or scaling: ``Model.with_options(gpu="A100")()``."""
+        given = {k: v for k, v in vars(self.options).items() if v is not None}
+        given.pop("retries", None)
+        if self.options.retries is not None:
+            given["retries"] = self.options.retries
+        given.update(overrides)
+        clone = Cls.__new__(Cls)
+        clone.__dict__.update(self.__dict__)
+        clone.options = replace(build_options(given))
+        clone._variants = {}
+        return clone
+
+    async def _variant_id(self, params: dict[str, Any]) -> str:
+        running = self.app._running
+        if running is None:
+            raise InvalidError(f"{self.tag} is not running: call it inside `with app.run():` or under `skiff run`")
+        if self._variants_for != running.app_id:  # a new run of the app: new server functions
+            self._variants, self._variants_for = {}, running.app_id
+        key = ser.serialize(sorted(params.items()))
+        if key not in self._variants:
+            self._variants[key] = await running.register_class_variant(self, params)
+        return self._variants[key]
+
+    def _forget_variants(self) -> None:
+        self._variants, self._variants_for = {}, None
+
+
+def wrap_class(user_cls: type, app: App, options: FunctionOptions) -> Cls:
+    if not inspect.isclass(user_cls):
+        raise InvalidError(f"@app.cls() decorates a class, got {user_cls!r}")
+    return Cls(user_cls, app, options)
+
