@@ -75,3 +75,48 @@ class BuildProgress:
         self.done.append(text)
         if self.plain:
             print(text, file=sys.stderr)
+
+
+class MapProgress:
+    """A progress bar for a long ``.map()`` on a terminal; does nothing elsewhere."""
+
+    MIN_INPUTS = 100  # shorter maps finish before a bar is worth drawing
+    REFRESH = 0.1  # seconds between redraws: cheap even at thousands of outputs a second
+
+    def __init__(self, tag: str, total: int | None, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty() and (total is None or total >= self.MIN_INPUTS)
+        self.tag, self.total = tag, total
+        self.done = 0
+        self._last = 0.0
+        self._progress: Any = None
+
+    def __enter__(self) -> MapProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(TextColumn(f"[bold]{self.tag}.map"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("map", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            import time
+
+            now = time.monotonic()
+            if now - self._last >= self.REFRESH:
+                self._last = now
+                self._progress.update(self._task, completed=self.done)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

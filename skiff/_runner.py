@@ -156,9 +156,11 @@ class LogPrinter:
 
 
 class RunningApp:
-    def __init__(self, app: App, *, show_logs: bool = True) -> None:
+    def __init__(self, app: App, *, show_logs: bool = True, show_progress: bool | None = None) -> None:
         self.app = app
         self.show_logs = show_logs
+        no_progress = os.environ.get("SKIFF_NO_PROGRESS", "") not in ("", "0")
+        self.show_progress = (show_logs if show_progress is None else show_progress) and not no_progress
         self.app_id: str | None = None
         self.client: Client | None = None
         self._tasks: list[asyncio.Task] = []

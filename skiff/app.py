@@ -51,11 +51,11 @@ class LocalEntrypoint:
 class _RunContext:
     """What ``app.run()`` returns: a context manager usable with ``with`` or ``async with``."""
 
-    def __init__(self, app: App, show_logs: bool) -> None:
+    def __init__(self, app: App, show_logs: bool, show_progress: bool | None) -> None:
         from ._runner import RunningApp, in_container
 
         self._noop = in_container()  # importing the user's module in a container must not start apps
-        self._running = RunningApp(app, show_logs=show_logs)
+        self._running = RunningApp(app, show_logs=show_logs, show_progress=show_progress)
         self.app = app
 
     def __enter__(self) -> App:
@@ -222,12 +222,14 @@ class App:
 
         return wrapper
 
-    def run(self, *, show_logs: bool = True) -> _RunContext:
+    def run(self, *, show_logs: bool = True, show_progress: bool | None = None) -> _RunContext:
         """Run the app for the duration of a ``with`` block: its functions can be called.
+        ``show_logs`` streams the containers' output here; ``show_progress`` draws bars
+        for long maps (default: like ``show_logs``; ``SKIFF_NO_PROGRESS=1`` turns them off).
 
         ```python
         with app.run():
             print(square.remote(4))
         ```
         """
-        return _RunContext(self, show_logs)
+        return _RunContext(self, show_logs, show_progress)

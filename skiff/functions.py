@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import _serialization as ser
 from ._options import FunctionOptions
+from ._progress import MapProgress
 from ._sync import dual, dual_classmethod, run_sync
-from ._wire import INLINE_PAYLOAD_LIMIT
+from ._wire import INLINE_PAYLOAD_LIMIT, FunctionStats
 from .exception import ExecutionError, InvalidError, OutputExpiredError, TimeoutError
 
 if TYPE_CHECKING:
@@ -68,6 +69,14 @@ async def _output_value(client: Client, out: dict) -> Any:
         pickled = ser.unb64(out["result"]["data"])
     exc = ser.rebuild_exception(pickled, out.get("exc_type"), out.get("exc_message"), out.get("traceback"))
     return _Failure(exc)
+
+
+def _common_length(iterables: Iterable[Any]) -> int | None:
+    """How many inputs a map will have, when every iterable knows its length."""
+    lengths = [len(it) for it in iterables if hasattr(it, "__len__")]  # type: ignore[arg-type]
+    if not lengths or len(lengths) != len(list(iterables)):
+        return None
+    return min(lengths)
 
 
 class _Failure:
@@ -131,6 +140,36 @@ class Function:
         client = await _client()
         return {"idx": 0, "args": await encode_payload(client, data)}
 
+    # -- the function's containers ------------------------------------------------------
+
+    @dual
+    async def update_autoscaler(
+        self,
+        *,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: float | None = None,
+    ) -> None:
+        """Change the running function's autoscaler settings; they apply at once.
+
+        ```python
+        embed.update_autoscaler(min_containers=2, max_containers=10)
+        ```
+        """
+        settings = {"min_containers": min_containers, "max_containers": max_containers,
+                    "buffer_containers": buffer_containers, "scaledown_window": scaledown_window}
+        client = await _client()
+        await client.request("POST", f"/functions/{await self._resolve_id()}/autoscaler", json=settings)
+
+    @dual
+    async def get_current_stats(self) -> FunctionStats:
+        """The queue and the containers right now: ``backlog``, ``num_total_runners``,
+        ``num_running_inputs``."""
+        client = await _client()
+        data = await client.request("GET", f"/functions/{await self._resolve_id()}/stats")
+        return FunctionStats(**data)
+
     # -- single calls -----------------------------------------------------------------
 
     @dual
@@ -192,7 +231,9 @@ class Function:
             ...
         ```
         """
-        async for value in self._map(zip(*input_iterators, strict=False), kwargs or {}, order_outputs, return_exceptions):
+        total = _common_length(input_iterators)
+        async for value in self._map(zip(*input_iterators, strict=False), kwargs or {}, order_outputs,
+                                     return_exceptions, total):
             yield value
 
     @dual
@@ -205,18 +246,50 @@ class Function:
         return_exceptions: bool = False,
     ) -> AsyncIterator[Any]:
         """Like :meth:`map`, but each input is a tuple of positional arguments."""
-        async for value in self._map(iter(input_iterator), kwargs or {}, order_outputs, return_exceptions):
+        total = _common_length([input_iterator])
+        async for value in self._map(iter(input_iterator), kwargs or {}, order_outputs, return_exceptions, total):
             yield value
 
     @dual
     async def for_each(self, *input_iterators: Iterable[Any], kwargs: dict | None = None,
                        ignore_exceptions: bool = False) -> None:
         """Run the function over every input for its side effects, discarding results."""
-        async for _ in self._map(zip(*input_iterators, strict=False), kwargs or {}, False, ignore_exceptions):
+        total = _common_length(input_iterators)
+        async for _ in self._map(zip(*input_iterators, strict=False), kwargs or {}, False, ignore_exceptions, total):
             pass
 
+    @dual
+    async def spawn_map(self, *input_iterators: Iterable[Any], kwargs: dict | None = None) -> FunctionCall:
+        """Start the function over every input and return at once, without waiting for
+        results; ``.get(index=i)`` on the returned call collects one later."""
+        if self.is_generator:
+            raise InvalidError(f"{self.tag} is a generator; .spawn_map() needs a function that returns")
+        client = await _client()
+        fid = await self._resolve_id()
+        call_id: str | None = None
+        batch: list[dict] = []
+        idx = 0
+
+        async def flush(last: bool) -> None:
+            nonlocal call_id, batch
+            if call_id is None:
+                body = {"function_id": fid, "kind": "spawn", "inputs": batch, "inputs_complete": last}
+                call_id = (await client.request("POST", "/calls", json=body))["call_id"]
+            else:
+                await client.request("POST", f"/calls/{call_id}/inputs", json={"inputs": batch, "inputs_complete": last})
+            batch = []
+
+        for args in zip(*input_iterators, strict=False):
+            batch.append({"idx": idx, "args": await encode_payload(client, self._args_payload(tuple(args), kwargs or {}))})
+            idx += 1
+            if len(batch) >= MAP_BATCH:
+                await flush(False)
+        await flush(True)
+        assert call_id is not None
+        return FunctionCall(call_id, fid, num_inputs=idx)
+
     async def _map(self, arg_tuples: Iterable[tuple], kwargs: dict, order_outputs: bool,
-                   return_exceptions: bool) -> AsyncIterator[Any]:
+                   return_exceptions: bool, total_hint: int | None = None) -> AsyncIterator[Any]:
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator; .map() needs a function that returns")
         client = await _client()
@@ -264,6 +337,9 @@ class Function:
 
         sender = asyncio.create_task(send())
         received = 0
+        running = self.app._running
+        progress = MapProgress(self.tag, total_hint, enabled=running is not None and running.show_progress)
+        progress.__enter__()
         try:
             await first_of(call_ready.wait())
             after, next_idx, held = 0, 0, {}
@@ -273,6 +349,7 @@ class Function:
                     after = out["seq"]
                     received += 1
                     window.release()
+                    progress.advance()
                     value = await _output_value(client, out)
                     if isinstance(value, _Failure) and not return_exceptions:
                         raise value.exc
@@ -288,6 +365,7 @@ class Function:
                 if res["done"]:
                     break
         finally:
+            progress.__exit__(None, None, None)
             if not sender.done():
                 sender.cancel()
             if call_id is not None and (total is None or received < total):
@@ -298,14 +376,20 @@ class Function:
 
 
 class FunctionCall:
-    """A call started with ``.spawn()``; collect it with ``.get()`` or stop it with ``.cancel()``."""
+    """A call started with ``.spawn()`` or ``.spawn_map()``; collect it with ``.get()``
+    or stop it with ``.cancel()``."""
 
-    def __init__(self, object_id: str, function_id: str | None = None) -> None:
+    def __init__(self, object_id: str, function_id: str | None = None, num_inputs: int = 1) -> None:
         self.object_id = object_id
         self.function_id = function_id
+        self._num_inputs = num_inputs
 
     def __repr__(self) -> str:
         return f"<skiff.FunctionCall {self.object_id}>"
+
+    def num_inputs(self) -> int:
+        """How many inputs the call has: 1 for ``.spawn()``, more for ``.spawn_map()``."""
+        return self._num_inputs
 
     @dual_classmethod
     async def from_id(cls, function_call_id: str) -> FunctionCall:
@@ -315,31 +399,41 @@ class FunctionCall:
         return cls(function_call_id)
 
     @dual
-    async def get(self, timeout: float | None = None) -> Any:
-        """Wait for the result. Raises ``TimeoutError`` if ``timeout`` seconds pass first."""
-        return await self._get(timeout)
+    async def get(self, timeout: float | None = None, *, index: int = 0) -> Any:
+        """Wait for the result (of input ``index`` for a ``spawn_map``). Raises
+        ``skiff.exception.TimeoutError`` if ``timeout`` seconds pass first."""
+        return await self._get(timeout, index)
 
-    async def _get(self, timeout: float | None) -> Any:
+    async def _get(self, timeout: float | None, index: int = 0) -> Any:
         client = await _client()
         deadline = None if timeout is None else time.monotonic() + timeout
+        after = 0
         while True:
             wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
-            res = await client.request("GET", f"/calls/{self.object_id}/outputs", params={"after": 0, "timeout": wait})
+            # The server keeps a spawned call's outputs however they are read, so a result
+            # can be collected again.
+            res = await client.request("GET", f"/calls/{self.object_id}/outputs",
+                                       params={"after": after, "timeout": wait})
             for out in res["outputs"]:
+                after = max(after, out["seq"])
+                if out["idx"] != index:
+                    continue
                 value = await _output_value(client, out)
                 if isinstance(value, _Failure):
                     raise value.exc
                 return value
-            if res["done"]:
-                raise OutputExpiredError(f"call {self.object_id} finished without an output")
+            if res["done"] and not res["outputs"]:
+                raise OutputExpiredError(f"call {self.object_id} has no output {index}")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")
 
     @dual
-    async def cancel(self) -> None:
-        """Stop the call: pending inputs are dropped and a running one is interrupted."""
+    async def cancel(self, terminate_containers: bool = False) -> None:
+        """Stop the call: pending inputs are dropped and running ones interrupted; with
+        ``terminate_containers=True`` the containers running them are stopped too."""
         client = await _client()
-        await client.request("POST", f"/calls/{self.object_id}/cancel")
+        await client.request("POST", f"/calls/{self.object_id}/cancel",
+                             params={"terminate_containers": terminate_containers})
 
     @staticmethod
     def gather(*calls: FunctionCall) -> list[Any]:

@@ -84,8 +84,9 @@ def signature_command(name: str, fn: Any, callback: Any) -> click.Command:
                                         "help_option_names": ["-h", "--help"]})
 @click.argument("func_ref", metavar="FILE[::NAME]")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the containers' output.")
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars for long maps.")
 @click.pass_context
-def run_command(ctx: click.Context, func_ref: str, quiet: bool) -> None:
+def run_command(ctx: click.Context, func_ref: str, quiet: bool, no_progress: bool) -> None:
     """Run an app until its entrypoint returns.
 
     FILE is a Python file defining a skiff.App. NAME picks a @app.local_entrypoint()
@@ -102,7 +103,7 @@ def run_command(ctx: click.Context, func_ref: str, quiet: bool) -> None:
 
     def invoke(**kwargs: Any) -> None:
         try:
-            with app.run(show_logs=not quiet):
+            with app.run(show_logs=not quiet, show_progress=not no_progress):
                 if isinstance(target, Function):
                     result = target.remote(**kwargs)
                     if result is not None:

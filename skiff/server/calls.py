@@ -81,7 +81,10 @@ class CallState:
         self._changed = asyncio.Event()
 
     def acknowledge(self, seq: int) -> None:
-        """Forget outputs the caller confirmed it has (seq <= ``seq``): keeps maps flat."""
+        """Forget outputs the caller confirmed it has (seq <= ``seq``): keeps maps flat.
+        A spawned call keeps its outputs, so ``.get()`` can be called again."""
+        if self.kind == "spawn":
+            return
         while self._outputs and self._outputs[0].seq <= seq:
             self._outputs.popleft()
 

@@ -9,17 +9,19 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .._wire import (
     AppInfo,
+    AutoscalerSettings,
     CallOutputs,
     ContainerExchange,
     ContainerOutput,
     ContainerSignals,
     ContainerWork,
     FunctionSpec,
+    FunctionStats,
     InputItem,
     LogBatch,
     LogEntry,
@@ -194,6 +196,20 @@ class ControlPlane:
             raise NotFoundError(f"function {function_id} is not running (its app was stopped)")
         return runner
 
+    def update_autoscaler(self, function_id: str, settings: AutoscalerSettings) -> None:
+        runner = self.runner(function_id)
+        spec = replace(
+            runner.spec,
+            **{k: v for k, v in asdict(settings).items() if v is not None},
+        )
+        validate_spec(spec)
+        runner.spec = spec
+        runner.update_knobs(**asdict(settings))
+
+    def function_stats(self, function_id: str) -> FunctionStats:
+        backlog, runners, running = self.runner(function_id).stats()
+        return FunctionStats(backlog=backlog, num_total_runners=runners, num_running_inputs=running)
+
     # -- calls ---------------------------------------------------------------------------
 
     async def create_call(self, function_id: str, kind: str, inputs: list[InputItem], complete: bool) -> str:
@@ -238,7 +254,7 @@ class ControlPlane:
             self.calls.pop(call.id, None)  # the caller has everything: forget the call
         return CallOutputs(outputs=items, done=done)
 
-    async def cancel(self, call_id: str) -> None:
+    async def cancel(self, call_id: str, terminate_containers: bool = False) -> None:
         call = self.call(call_id)
         if call.done:
             return
@@ -246,7 +262,7 @@ class ControlPlane:
         call.mark_inputs_complete()
         runner = self.runners.get(call.function_id)
         if runner is not None:
-            runner.cancel_call(call)
+            await runner.cancel_call(call, terminate_containers)
 
     def _call_done(self, call: CallState) -> None:
         status = "cancelled" if call.cancelled else "done"

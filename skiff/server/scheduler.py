@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import _serialization as ser
@@ -81,11 +81,13 @@ class FunctionRunner:
             max_containers=spec.max_containers,
             buffer_containers=spec.buffer_containers,
             scaledown_window=spec.scaledown_window,
+            inputs_per_container=spec.target_concurrent_inputs,
         )
         self.queue = InputQueue()
         self.containers: dict[str, ContainerState] = {}
         self.stopped = False
         self._poke = asyncio.Event()
+        self._poke.set()  # reconcile once at the start: min_containers apply before any call
         self._loop_task = asyncio.create_task(self._scale_loop(), name=f"scale-{spec.name}")
         ctx.placement.register(function_id, self)
 
@@ -124,7 +126,7 @@ class FunctionRunner:
             inp.container_id = c.id
             inp.started_at = now
             c.inflight[inp.id] = inp
-            inp.timer = loop.call_later(self.spec.timeout * len(inputs), self._timed_out, inp)
+            inp.timer = loop.call_later(self.spec.timeout, self._timed_out, inp)
         return ContainerWork(inputs=[i.to_wire() for i in inputs])
 
     async def _wait_inputs(self, c: ContainerState, want: int, timeout: float) -> list[Input]:
@@ -228,13 +230,23 @@ class FunctionRunner:
         if not self._retry(inp, message):
             self._fail(inp, "timeout", FunctionTimeoutError(message))
 
-    def cancel_call(self, call: CallState) -> None:
+    async def cancel_call(self, call: CallState, terminate_containers: bool = False) -> None:
+        """Pending inputs are dropped; running ones are interrupted in their container, or
+        with ``terminate_containers`` the containers running them are stopped."""
         for inp in self._drop_pending(call):
             self._fail(inp, "cancelled", _cancelled())
-        for c in self.containers.values():
-            for inp in list(c.inflight.values()):
-                if inp.call is call:
-                    c.signals.put_nowait(inp.id)
+        for c in list(self.containers.values()):
+            running = [inp for inp in c.inflight.values() if inp.call is call]
+            if running and terminate_containers:
+                for inp in running:
+                    del c.inflight[inp.id]
+                    if inp.timer:
+                        inp.timer.cancel()
+                    self._fail(inp, "cancelled", _cancelled())
+                c.stopping, c.stop_reason = True, "its call was cancelled"
+                await self._kill(c)
+            for inp in running if not terminate_containers else []:
+                c.signals.put_nowait(inp.id)
 
     def _drop_pending(self, call: CallState) -> list[Input]:
         kept, dropped = [], []
@@ -306,7 +318,7 @@ class FunctionRunner:
         self._poke.set()
 
     async def _kill(self, c: ContainerState) -> None:
-        if c.handle is not None:
+        if c.handle is not None and c.id in self.containers:  # never signal one that already exited
             await self.ctx.runtime.kill(c.handle)
 
     def _ask_to_stop(self, c: ContainerState, reason: str) -> None:
@@ -347,6 +359,15 @@ class FunctionRunner:
             for cid in autoscaler.containers_to_stop(self.knobs, desired, idle, len(alive), time.time()):
                 self._ask_to_stop(self.containers[cid], "scaled down")
 
+    def update_knobs(self, **changes: float | int | None) -> None:
+        """``Function.update_autoscaler``: new knobs, acted on at once."""
+        self.knobs = replace(self.knobs, **{k: v for k, v in changes.items() if v is not None})
+        self._poke.set()
+
+    def stats(self) -> tuple[int, int, int]:
+        alive = sum(1 for c in self.containers.values() if not c.stopping)
+        return len(self.queue), alive, self.running_inputs()
+
     def release_idle(self, n: int) -> int:
         """Stop up to ``n`` idle containers so another function can have their slots,
         keeping ``min_containers``."""
@@ -366,9 +387,11 @@ class FunctionRunner:
             self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: {reason} before the input ran"))
         self.queue.wake_all()
         for c in list(self.containers.values()):
-            c.stopping = True
-            c.stop_reason = reason
-            await self._kill(c)
+            if c.inflight or c.handle is None:
+                c.stopping, c.stop_reason = True, reason
+                await self._kill(c)
+            else:
+                self._ask_to_stop(c, reason)  # idle: it exits by itself, running @exit hooks
         self._loop_task.cancel()
 
 

@@ -150,3 +150,24 @@ def test_local_runs_in_process():
 def test_calling_before_the_app_runs_says_how():
     with pytest.raises(ExecutionError, match="app.run"):
         core_app.square.remote(2)
+
+
+def test_spawn_map_returns_at_once_and_collects_by_index(running):
+    call = core_app.square.spawn_map(range(5))
+    assert call.num_inputs() == 5
+    assert [call.get(index=i) for i in range(5)] == [0, 1, 4, 9, 16]
+
+
+def test_cancel_with_terminate_containers_stops_them(running):
+    call = core_app.slow.spawn(30)
+    deadline = time.monotonic() + 20
+    while not container_pids(core_app.slow.object_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    call.cancel(terminate_containers=True)
+    with pytest.raises(InputCancellation):
+        call.get(timeout=10)
+    deadline = time.monotonic() + 10
+    while container_pids(core_app.slow.object_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert container_pids(core_app.slow.object_id) == []

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..._wire import API_PREFIX, AppCreate, FunctionCreate, FunctionCreated
+from ..._wire import API_PREFIX, AppCreate, AutoscalerSettings, FunctionCreate, FunctionCreated
 from ..control import ControlPlane
 from .deps import control, require_token, wire
 
@@ -49,3 +49,14 @@ async def logs(
 @router.post("/functions")
 async def create_function(body: FunctionCreate, cp: ControlPlane = Depends(control)):
     return wire(FunctionCreated(function_id=await cp.create_function(body.app_id, body.spec)))
+
+
+@router.post("/functions/{function_id}/autoscaler")
+async def update_autoscaler(function_id: str, body: AutoscalerSettings, cp: ControlPlane = Depends(control)):
+    cp.update_autoscaler(function_id, body)
+    return wire(None)
+
+
+@router.get("/functions/{function_id}/stats")
+async def function_stats(function_id: str, cp: ControlPlane = Depends(control)):
+    return wire(cp.function_stats(function_id))

@@ -33,6 +33,6 @@ async def outputs(
 
 
 @router.post("/calls/{call_id}/cancel")
-async def cancel(call_id: str, cp: ControlPlane = Depends(control)):
-    await cp.cancel(call_id)
+async def cancel(call_id: str, terminate_containers: bool = False, cp: ControlPlane = Depends(control)):
+    await cp.cancel(call_id, terminate_containers)
     return wire(None)
