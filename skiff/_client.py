@@ -1,17 +1,23 @@
-"""The SDK's HTTP client: one ``httpx.AsyncClient`` per process, on the SDK's loop.
+"""The SDK's HTTP client: one per process, used from the SDK's event loop.
 
-It turns the server's error bodies back into skiff exceptions, and a refused connection
-into an error that says how to start a server.
+Outside containers it is ``httpx.AsyncClient``. Inside one, the user's image may not have
+httpx, so calls go through the standard library (:mod:`skiff._http`) on worker threads.
+Either way server errors come back as skiff exceptions, and a refused connection as an
+error that says how to start a server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
+import os
+import threading
+import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from . import config
+from ._http import BlockingHTTP, ServerGone
 from ._wire import API_PREFIX
 from .exception import AuthError, ConnectionError, Error, error_from_code
 
@@ -19,7 +25,30 @@ _client: Client | None = None
 
 
 class Client:
+    """The interface both transports give: ``await request(method, path, ...)``."""
+
+    server_url: str
+
+    async def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+                      content: Any = None, timeout: float | None = None) -> Any:
+        raise NotImplementedError
+
+    async def get_bytes(self, path: str) -> bytes:
+        return await self.request("GET", path)
+
+    async def stream(self, path: str, params: dict | None = None) -> AsyncIterator[bytes]:
+        """A GET's body in chunks (this base version reads it whole)."""
+        yield await self.request("GET", path, params=params)
+
+    async def close(self) -> None:
+        return None
+
+
+class HttpxClient(Client):
     def __init__(self, server_url: str, token: str | None) -> None:
+        import httpx
+
+        self._httpx = httpx
         self.server_url = server_url.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -32,6 +61,7 @@ class Client:
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
                       content: Any = None, timeout: float | None = None) -> Any:
+        httpx = self._httpx
         kwargs: dict[str, Any] = {"json": json, "params": params}
         if content is not None:
             kwargs = {"content": content, "params": params}
@@ -45,17 +75,68 @@ class Client:
             raise ConnectionError(f"the connection to the skiff server at {self.server_url} broke: {exc!r}") from exc
         except httpx.TimeoutException as exc:
             raise ConnectionError(f"the skiff server at {self.server_url} did not answer in time ({exc!r})") from exc
+        ctype = resp.headers.get("content-type", "")
         if resp.status_code >= 400:
-            raise _error_from_response(resp)
-        if resp.headers.get("content-type", "").startswith("application/json"):
+            raise _error(resp.status_code, ctype, resp.content)
+        if ctype.startswith("application/json"):
             return resp.json()
         return resp.content
 
-    async def get_bytes(self, path: str) -> bytes:
-        return await self.request("GET", path)
+    async def stream(self, path: str, params: dict | None = None) -> AsyncIterator[bytes]:
+        """A GET's body in chunks as they arrive: memory stays flat for any size."""
+        try:
+            async with self._http.stream("GET", path, params=params) as resp:
+                if resp.status_code >= 400:
+                    raise _error(resp.status_code, resp.headers.get("content-type", ""), await resp.aread())
+                async for chunk in resp.aiter_bytes(1 << 20):
+                    yield chunk
+        except self._httpx.ConnectError as exc:
+            raise ConnectionError(_unreachable(self.server_url)) from exc
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+class StdlibClient(Client):
+    """Blocking ``http.client`` requests run on worker threads, one connection each."""
+
+    def __init__(self, server_url: str, token: str | None) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.token = token
+        self._local = threading.local()
+
+    def _http(self) -> BlockingHTTP:
+        if not hasattr(self._local, "http"):
+            self._local.http = BlockingHTTP(self.server_url, self.token)
+        return self._local.http
+
+    def _send(self, method: str, url: str, body: bytes | None, ctype: str) -> Any:
+        try:
+            status, rtype, payload = self._http().send(method, url, body, ctype, attempts=3)
+        except ServerGone as exc:
+            raise ConnectionError(_unreachable(self.server_url)) from exc
+        if status >= 400:
+            raise _error(status, rtype, payload)
+        if rtype.startswith("application/json"):
+            return jsonlib.loads(payload) if payload else None
+        return payload
+
+    async def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+                      content: Any = None, timeout: float | None = None) -> Any:
+        url = API_PREFIX + path
+        if params:
+            url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
+        if content is not None:
+            if not isinstance(content, bytes | bytearray):
+                content = b"".join([chunk async for chunk in content])  # type: ignore[union-attr]
+            body, ctype = bytes(content), "application/octet-stream"
+        else:
+            body, ctype = (None if json is None else jsonlib.dumps(json).encode()), "application/json"
+        return await asyncio.to_thread(self._send, method, url, body, ctype)
+
+
+def _param(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _unreachable(url: str) -> str:
@@ -65,13 +146,13 @@ def _unreachable(url: str) -> str:
     )
 
 
-def _error_from_response(resp: httpx.Response) -> Error:
+def _error(status: int, ctype: str, payload: bytes) -> Error:
     try:
-        body = resp.json()
-        code, message = body.get("code", "internal"), body.get("message", resp.text)
+        body = jsonlib.loads(payload)
+        code, message = body.get("code", "internal"), body.get("message", payload.decode(errors="replace"))
     except ValueError:
-        code, message = "internal", f"HTTP {resp.status_code}: {resp.text[:500]}"
-    if resp.status_code == 401:
+        code, message = "internal", f"HTTP {status}: {payload[:500].decode(errors='replace')}"
+    if status == 401:
         return AuthError(message)
     return error_from_code(code, message)
 
@@ -82,12 +163,15 @@ async def get_client() -> Client:
     if _client is None:
         url = config.server_url()
         token = config.read_token()
+        if os.environ.get("SKIFF_IS_CONTAINER") == "1":
+            _client = StdlibClient(url, token)
+            return _client
         if config.is_default_server() and config.autostart_enabled():
             from . import _local_server
 
             await asyncio.to_thread(_local_server.ensure_running)
             token = config.read_token()
-        _client = Client(url, token)
+        _client = HttpxClient(url, token)
     return _client
 
 

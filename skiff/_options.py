@@ -25,8 +25,6 @@ _GPU_SPEC = re.compile(r"^(any|[a-z][a-z0-9]*(-[0-9]+gb)?)(:[1-8])?$", re.IGNORE
 _NOT_YET = {
     "gpu": "GPU scheduling",
     "ephemeral_disk": "ephemeral disk limits",
-    "secrets": "secrets",
-    "volumes": "volumes",
     "network_file_systems": "network file systems",
     "schedule": "schedules (they need deployed apps)",
     "cloud": "cloud selection",
@@ -65,6 +63,8 @@ class FunctionOptions:
     target_concurrent_inputs: int = 1
     max_batch_size: int | None = None
     batch_wait_ms: int = 0
+    secrets: list = field(default_factory=list)  # skiff.Secret
+    volumes: dict = field(default_factory=dict)  # mount path -> skiff.Volume
 
     def with_marks(self, marks: dict) -> FunctionOptions:
         """These options plus what ``@skiff.concurrent`` / ``@skiff.batched`` said."""
@@ -115,9 +115,7 @@ def _check_not_yet(name: str, value: Any) -> None:
         parts = value if isinstance(value, tuple) else (value,)
         if not all(isinstance(p, int | float) and not isinstance(p, bool) and p > 0 for p in parts):
             raise InvalidError(f"{name}= must be a positive number or a (request, limit) pair, got {value!r}")
-    elif name == "secrets" and not isinstance(value, list | tuple):
-        raise InvalidError(f"secrets= must be a list of skiff.Secret, got {type(value).__name__}")
-    elif name in ("volumes", "network_file_systems") and not isinstance(value, dict):
+    elif name == "network_file_systems" and not isinstance(value, dict):
         raise InvalidError(f"{name}= must be a dict of mount path -> volume, got {type(value).__name__}")
     raise NotSupportedError(
         f"{name}= is not supported yet: skiff does not have {_NOT_YET[name]} today. "
@@ -187,6 +185,25 @@ def build_options(given: dict[str, Any]) -> FunctionOptions:
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 512:
             raise InvalidError(f"cpu= must be a number of cores above 0, or a (request, limit) pair, got {cpu!r}")
         opts.cpu = float(limit)
+    if "secrets" in given:
+        from .secret import Secret
+
+        secrets = given.pop("secrets")
+        if not isinstance(secrets, list | tuple) or not all(isinstance(x, Secret) for x in secrets):
+            raise InvalidError(f"secrets= must be a list of skiff.Secret, got {secrets!r}")
+        opts.secrets = list(secrets)
+    if "volumes" in given:
+        from .volume import Volume
+
+        volumes = given.pop("volumes")
+        if not isinstance(volumes, dict):
+            raise InvalidError(f"volumes= must be a dict of mount path -> skiff.Volume, got {type(volumes).__name__}")
+        for path, vol in volumes.items():
+            if not isinstance(vol, Volume):
+                raise InvalidError(f"volumes={{{path!r}: ...}} must be a skiff.Volume, got {vol!r}")
+            if not isinstance(path, str) or not path.startswith("/") or path.rstrip("/") in ("", "/root", "/opt/skiff", "/proc", "/dev", "/sys", "/tmp"):
+                raise InvalidError(f"volumes= mount path {path!r} must be an absolute path outside /, /root, /tmp and system directories")
+        opts.volumes = dict(volumes)
     if "serialized" in given:
         opts.serialized = bool(given.pop("serialized"))
     if opts.max_containers is not None and opts.min_containers > opts.max_containers:

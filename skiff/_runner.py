@@ -17,7 +17,7 @@ from . import _mount
 from . import _serialization as ser
 from ._client import Client, get_client
 from ._progress import BuildProgress
-from ._wire import FunctionSpec, LocalMountSpec, Payload
+from ._wire import FunctionSpec, LocalMountSpec, Payload, SecretRef, VolumeRef
 from .cls import Cls
 from .exception import ConnectionError, ImageBuildError, InvalidError, NotFoundError
 from .image import Image
@@ -77,7 +77,7 @@ async def build_image(client: Client, image: Image, *, show_progress: bool = Tru
                 return image_id
 
 
-async def function_spec(client: Client, fn: Function | Cls, show_progress: bool = True) -> FunctionSpec:
+async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_progress: bool = True) -> FunctionSpec:
     opts = fn.options
     spec = FunctionSpec(
         name=fn.tag,
@@ -98,6 +98,15 @@ async def function_spec(client: Client, fn: Function | Cls, show_progress: bool 
         max_batch_size=opts.max_batch_size,
         batch_wait_ms=opts.batch_wait_ms,
     )
+    for i, secret in enumerate(opts.secrets):
+        name = secret.name
+        if name is None:  # an inline secret: stored (encrypted) by the server, referred to by name
+            name = f"__inline-{app_id}-{fn.tag}-{i}"
+            await client.request("POST", "/secrets", json={"name": name, "values": secret._values, "overwrite": True})
+        spec.secrets.append(SecretRef(name=name, required_keys=secret.required_keys))
+    for path, vol in opts.volumes.items():
+        await vol._ensure()
+        spec.volumes.append(VolumeRef(name=vol.name, mount_path=path))
     if opts.image is not None:
         await build_image(client, opts.image, show_progress=show_progress)
         spec.image = opts.image.to_wire()
@@ -178,7 +187,7 @@ class RunningApp:
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="skiff-heartbeat"))
         try:
             for fn in self.app.registered_functions.values():
-                spec = await function_spec(client, fn, show_progress=self.show_logs)
+                spec = await function_spec(client, fn, self.app_id, show_progress=self.show_logs)
                 created = await client.request("POST", "/functions", json={"app_id": self.app_id, "spec": asdict(spec)})
                 fn.object_id = created["function_id"]
         except BaseException:
@@ -190,7 +199,7 @@ class RunningApp:
     async def register_class_variant(self, cls: Cls, params: dict) -> str:
         """Create the server function for one parameterization of a class."""
         assert self.client is not None
-        spec = await function_spec(self.client, cls, show_progress=self.show_logs)
+        spec = await function_spec(self.client, cls, self.app_id, show_progress=self.show_logs)
         spec.class_params = Payload(data=ser.b64(ser.serialize(params)))
         if params:
             spec.name = f"{cls.tag}({', '.join(f'{k}={v!r}' for k, v in params.items())})"[:200]

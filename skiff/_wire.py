@@ -61,6 +61,18 @@ class LocalMountSpec:
 
 
 @dataclass
+class SecretRef:
+    name: str
+    required_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VolumeRef:
+    name: str
+    mount_path: str
+
+
+@dataclass
 class FunctionSpec:
     """Everything the server needs to run a function; built by ``@app.function``."""
 
@@ -88,6 +100,8 @@ class FunctionSpec:
     target_concurrent_inputs: int = 1
     max_batch_size: int | None = None
     batch_wait_ms: int = 0
+    secrets: list[SecretRef] = field(default_factory=list)
+    volumes: list[VolumeRef] = field(default_factory=list)
 
 
 
@@ -189,6 +203,9 @@ class ContainerWork:
 class ContainerHello:
     function_id: str
     spec: FunctionSpec
+    # Secret values, handed over in memory at start so they never touch the disk (an OCI
+    # bundle's config.json would hold them in plain text).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

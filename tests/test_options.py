@@ -96,7 +96,7 @@ def test_malformed_gpu_is_invalid_not_unsupported():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"secrets": []}, {"volumes": {}}, {"ephemeral_disk": 1024}, {"schedule": object()}, {"cloud": "aws"}]
+    "kwargs", [{"ephemeral_disk": 1024}, {"schedule": object()}, {"cloud": "aws"}]
 )
 def test_other_not_yet_arguments(kwargs):
     name = next(iter(kwargs))
@@ -104,8 +104,9 @@ def test_other_not_yet_arguments(kwargs):
         app.function(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [{"ephemeral_disk": -1}, {"secrets": "s"}, {"volumes": ["/v"]}])
-def test_not_yet_arguments_still_validated(kwargs):
+@pytest.mark.parametrize("kwargs", [{"ephemeral_disk": -1}, {"secrets": "s"}, {"volumes": ["/v"]},
+                                    {"volumes": {"/root": None}}, {"volumes": {"relative": object()}}])
+def test_arguments_are_validated(kwargs):
     with pytest.raises(InvalidError, match=f"{next(iter(kwargs))}=") as info:
         app.function(**kwargs)
     assert not isinstance(info.value, NotSupportedError)

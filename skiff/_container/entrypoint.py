@@ -31,6 +31,10 @@ from ..exception import InputCancellation
 from .client import ContainerClient, ServerGone
 
 POLL = 25.0  # seconds one long-poll for inputs may wait
+# A sequential container may take this many inputs per round trip when the backlog is deep
+# (the server grants at most a fair share of it), so short inputs cost one request per batch.
+PREFETCH = 16
+SLOW_INPUT = 0.05  # seconds; slower inputs are not prefetched, and their outputs go back at once
 
 
 class _Cancellation:
@@ -183,7 +187,9 @@ class Container:
     # -- serving -----------------------------------------------------------------------------
 
     def serve(self) -> int:
-        self.spec = self.client.request("GET", "/hello")["spec"]
+        hello = self.client.request("GET", "/hello")
+        self.spec = hello["spec"]
+        os.environ.update(hello.get("env") or {})  # the function's secrets
         try:
             self.load()
         except BaseException as exc:  # noqa: BLE001
@@ -202,21 +208,37 @@ class Container:
                 self._call(hook, (), {})
             except Exception as exc:  # noqa: BLE001
                 print(f"skiff: @exit hook {getattr(hook, '__name__', hook)} failed: {exc!r}", file=sys.stderr)
+        if os.environ.get("SKIFF_VOLUMES"):
+            from ..volume import commit_mounted_volumes
+
+            try:
+                commit_mounted_volumes()  # a normal stop publishes what the container wrote
+            except Exception as exc:  # noqa: BLE001
+                print(f"skiff: committing volumes on exit failed: {exc!r}", file=sys.stderr)
         return 0
 
     def _serve_sequential(self) -> None:
         max_inputs = self.spec.get("max_inputs") or 0
         done = 0
         outputs: list[dict] = []
+        slow = False  # inputs that take a while are taken (and answered) one at a time
         while True:
-            want = 0 if (max_inputs and done >= max_inputs) else 1
+            batch = 1 if slow else PREFETCH
+            want = batch if not max_inputs else max(0, min(batch, max_inputs - done))
             work = self.client.request("POST", "/exchange", {"outputs": outputs, "want": want, "timeout": POLL})
             outputs = []
             if want == 0 or (work["stop"] and not work["inputs"]):
                 return
-            for inp in work["inputs"]:
+            flushed = time.monotonic()
+            for i, inp in enumerate(work["inputs"]):
+                started = time.monotonic()
                 outputs.extend(self.run_input(inp))
                 done += 1
+                slow = time.monotonic() - started > SLOW_INPUT
+                if slow and i + 1 < len(work["inputs"]) and time.monotonic() - flushed > SLOW_INPUT:
+                    # Don't hold finished outputs behind the rest of a prefetched batch.
+                    self.client.request("POST", "/exchange", {"outputs": outputs, "want": 0, "timeout": 0})
+                    outputs, flushed = [], time.monotonic()
 
     def _serve_concurrent(self) -> None:
         limit = self.spec["max_concurrent_inputs"]

@@ -6,7 +6,9 @@ import click
 
 from .app import app_group
 from .run import run_command
+from .secret import secret_group
 from .server import server_group
+from .volume import volume_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,11 +22,15 @@ def cli() -> None:
       skiff run hello.py::square --x 3  call one function
       skiff app list                  see running and stopped apps
       skiff app logs APP -f           follow an app's logs
+      skiff secret create NAME K=V    store a secret for functions
+      skiff volume put VOL FILE       upload to a volume
     """
 
 
 cli.add_command(run_command)
 cli.add_command(app_group)
+cli.add_command(secret_group)
+cli.add_command(volume_group)
 cli.add_command(server_group)
 
 

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import sys
 
 import click
 
 from .._client import get_client
 from .._runner import LogPrinter
-from .._sync import run_sync
-from ..exception import Error
-
-
-def _call(coro):
-    try:
-        return run_sync(coro)
-    except Error as exc:
-        raise click.ClickException(str(exc)) from None
+from ._common import call, table
 
 
 async def _newest_app(name_or_id: str) -> dict:
@@ -34,24 +25,12 @@ def app_group() -> None:
 @app_group.command("list")
 def list_apps() -> None:
     """Show apps, newest first, with their state."""
-    from rich.console import Console
-    from rich.table import Table
-
     async def fetch():
         return await (await get_client()).request("GET", "/apps")
 
-    apps = _call(fetch())
-    table = Table(title="skiff apps")
-    table.add_column("App ID", no_wrap=True, min_width=23)  # whole, so it can be pasted
-    for col in ("Name", "State", "Functions", "Containers", "Created", "Stopped"):
-        table.add_column(col)
-    for a in apps:
-        table.add_row(
-            a["app_id"], a["name"], a["state"], ", ".join(a["functions"]), str(a["containers"]),
-            _when(a["created_at"]), _when(a["stopped_at"]),
-        )
-    # Piped output is not cut to 80 columns: scripts read these lines whole.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    rows = [(a["app_id"], a["name"], a["state"], ", ".join(a["functions"]), a["containers"],
+             _when(a["created_at"]), _when(a["stopped_at"])) for a in call(fetch())]
+    table("skiff apps", ["App ID", "Name", "State", "Functions", "Containers", "Created", "Stopped"], rows)
 
 
 def _when(ts: float | None) -> str:
@@ -79,7 +58,7 @@ def logs(app: str, follow: bool) -> None:
                 return
 
     try:
-        _call(stream())
+        call(stream())
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
 
@@ -94,4 +73,4 @@ def stop(app: str) -> None:
         await (await get_client()).request("POST", f"/apps/{info['app_id']}/stop")
         return info["app_id"]
 
-    click.echo(f"stopped {_call(do())}")
+    click.echo(f"stopped {call(do())}")

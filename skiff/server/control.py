@@ -17,6 +17,7 @@ from .._wire import (
     AutoscalerSettings,
     CallOutputs,
     ContainerExchange,
+    ContainerHello,
     ContainerOutput,
     ContainerSignals,
     ContainerWork,
@@ -32,12 +33,15 @@ from ..worker.images import ImageBuilder
 from ..worker.runtime import ContainerRuntime
 from .blobs import BlobStore
 from .calls import CallState, Input
+from .dicts import DictStore, QueueStore
 from .ids import new_id
 from .images import ImageService
 from .logs import LogSink
 from .placement import LocalPlacement
 from .scheduler import FunctionRunner, ServerContext
+from .secrets import SecretVault
 from .store import Store
+from .volumes import VolumeStore
 
 log = logging.getLogger("skiff.control")
 
@@ -85,9 +89,14 @@ class ControlPlane:
         self.logs = LogSink(store)
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
+        self.secrets = SecretVault(store, home / "secret.key")
+        self.dicts = DictStore(store)
+        self.queues = QueueStore(store)
+        self.volumes = VolumeStore(store, home)
         self.ctx = ServerContext(
             store=store, blobs=self.blobs, logs=self.logs, runtime=runtime, server_url=server_url,
-            token=token, mounts_dir=mounts, placement=LocalPlacement(), on_call_done=self._call_done,
+            token=token, mounts_dir=mounts, placement=LocalPlacement(), secrets=self.secrets, volumes=self.volumes,
+            on_call_done=self._call_done,
         )
         self.runners: dict[str, FunctionRunner] = {}
         self.calls: dict[str, CallState] = {}
@@ -175,6 +184,13 @@ class ControlPlane:
             raise NotSupportedError(f"{spec.name}: {arg} needs the `oci` runtime; this server runs `{self.runtime.name}`")
         if not caps.isolation and any(m.remote_path.rstrip("/") != "/root" for m in spec.mounts):
             raise NotSupportedError(f"{spec.name}: local files mounted outside /root need the `oci` runtime")
+        if not caps.isolation and spec.volumes:
+            raise NotSupportedError(f"{spec.name}: volumes need the `oci` runtime; this server runs `{self.runtime.name}`")
+        # A missing secret, key or volume fails here, before any container starts.
+        for ref in spec.secrets:
+            await self.store.run(self.secrets.reveal, ref.name, ref.required_keys)
+        for ref in spec.volumes:
+            await self.store.run(self.volumes.ensure, ref.name, False)
         image = None
         if caps.images:
             image = await self.images.ready(spec.image or DEFAULT_IMAGE)
@@ -278,8 +294,10 @@ class ControlPlane:
             raise NotFoundError(f"container {container_id} is not known to the server")
         return runner
 
-    def container_spec(self, function_id: str, container_id: str) -> FunctionSpec:
-        return self._container_runner(function_id, container_id).spec
+    def container_hello(self, function_id: str, container_id: str) -> ContainerHello:
+        runner = self._container_runner(function_id, container_id)
+        env = runner.containers[container_id].secret_env
+        return ContainerHello(function_id=function_id, spec=runner.spec, env=env)
 
     async def container_exchange(self, function_id: str, container_id: str, msg: ContainerExchange) -> ContainerWork:
         runner = self.runners.get(function_id)
@@ -302,7 +320,8 @@ class ControlPlane:
         cancel = [first]
         while not c.signals.empty():
             cancel.append(c.signals.get_nowait())
-        return ContainerSignals(cancel=cancel, stop=c.stopping)
+        cancel = [i for i in cancel if i]  # "" marks the container's end
+        return ContainerSignals(cancel=cancel, stop=c.stopping or len(cancel) == 0)
 
     # -- logs ------------------------------------------------------------------------------
 

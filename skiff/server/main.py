@@ -101,7 +101,6 @@ def build_app(
 
 def serve(host: str, port: int, *, log_level: str = "info") -> None:
     """Serve the API on ``host:port`` and, for containers, on a Unix socket in SKIFF_HOME."""
-    import asyncio
     import socket
 
     import uvicorn
@@ -111,7 +110,9 @@ def serve(host: str, port: int, *, log_level: str = "info") -> None:
     home = config.home()
     app = build_app(home=home, public_url=public_url)
 
-    tcp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns on TCP_NODELAY only for sockets that say so, and
+    # without it every response waits ~40 ms on Nagle and delayed ACKs.
+    tcp = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.bind((host, port))
     path = api_socket_path(home)
@@ -123,4 +124,4 @@ def serve(host: str, port: int, *, log_level: str = "info") -> None:
     cfg = uvicorn.Config(app, log_level="warning", access_log=False, loop="uvloop", http="httptools",
                          timeout_graceful_shutdown=2)
     server = uvicorn.Server(cfg)
-    asyncio.run(server.serve(sockets=[tcp, unix]))
+    server.run(sockets=[tcp, unix])  # run(), not asyncio.run(serve()): it installs uvloop

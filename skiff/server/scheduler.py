@@ -8,6 +8,7 @@ runtime interface in :mod:`skiff.worker.runtime`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -33,7 +34,9 @@ from .calls import CallState, Input, InputQueue
 from .ids import new_id
 from .logs import LogSink
 from .placement import LocalPlacement
+from .secrets import SecretVault
 from .store import Store
+from .volumes import VolumeStore
 
 log = logging.getLogger("skiff.scheduler")
 
@@ -50,6 +53,7 @@ class ContainerState:
     stop_reason: str = ""
     waiter: asyncio.Future | None = None  # its pending long-poll for inputs
     signals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # input ids to cancel
+    secret_env: dict[str, str] = field(default_factory=dict)  # given to it at hello, never on disk
 
 
 @dataclass
@@ -64,6 +68,8 @@ class ServerContext:
     token: str
     mounts_dir: Path
     placement: LocalPlacement
+    secrets: SecretVault
+    volumes: VolumeStore
     on_call_done: Callable[[CallState], None]
 
 
@@ -122,11 +128,14 @@ class FunctionRunner:
         now = time.time()
         c.idle_since = None
         loop = asyncio.get_running_loop()
-        for inp in inputs:
+        # A sequential container runs a batch one after another, so the k-th input's
+        # deadline allows for the k before it; concurrent and batched ones run them at once.
+        sequential = self.spec.max_concurrent_inputs == 1 and not self.spec.max_batch_size
+        for k, inp in enumerate(inputs):
             inp.container_id = c.id
             inp.started_at = now
             c.inflight[inp.id] = inp
-            inp.timer = loop.call_later(self.spec.timeout, self._timed_out, inp)
+            inp.timer = loop.call_later(self.spec.timeout * ((k + 1) if sequential else 1), self._timed_out, inp)
         return ContainerWork(inputs=[i.to_wire() for i in inputs])
 
     async def _wait_inputs(self, c: ContainerState, want: int, timeout: float) -> list[Input]:
@@ -263,11 +272,21 @@ class FunctionRunner:
         self.containers[cid] = c
         try:
             code_dir, mounts = await asyncio.to_thread(self._lay_out_files)
+            env = dict(self.spec.env)
+            for ref in self.spec.secrets:
+                c.secret_env.update(await self.ctx.store.run(self.ctx.secrets.reveal, ref.name, ref.required_keys))
+            volumes, mounted = [], []
+            for ref in self.spec.volumes:
+                version = await self.ctx.store.run(self.ctx.volumes.ensure, ref.name, False)
+                volumes.append((await self.ctx.store.run(self.ctx.volumes.tree, ref.name, version), ref.mount_path))
+                mounted.append({"name": ref.name, "path": ref.mount_path, "version": version, "since": time.time()})
+            if mounted:
+                env["SKIFF_VOLUMES"] = json.dumps(mounted)
             req = ContainerRequest(
                 container_id=cid, function_id=self.id, function_name=self.spec.name,
                 code_dir=code_dir, server_url=self.ctx.server_url, token=self.ctx.token,
-                env=dict(self.spec.env), image=self.image, mounts=mounts,
-                memory_mib=self.spec.memory, cpu=self.spec.cpu,
+                env=env, image=self.image, mounts=mounts,
+                memory_mib=self.spec.memory, cpu=self.spec.cpu, volumes=volumes,
             )
             c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
             await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
@@ -299,6 +318,7 @@ class FunctionRunner:
         if c is None:
             return
         self.ctx.placement.release()
+        c.signals.put_nowait("")  # ends its signals long-poll, if one is waiting
         reason = c.stop_reason or ("exited" if code == 0 else f"exited with code {code}")
         if oom:
             reason = f"exceeded its memory limit of {self.spec.memory} MiB"

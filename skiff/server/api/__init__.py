@@ -5,7 +5,8 @@ from .blobs import router as blobs_router
 from .calls import router as calls_router
 from .containers import router as containers_router
 from .images import router as images_router
+from .storage import router as storage_router
 
-routers = [apps_router, blobs_router, calls_router, containers_router, images_router]
+routers = [apps_router, blobs_router, calls_router, containers_router, images_router, storage_router]
 
 __all__ = ["routers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..._wire import API_PREFIX, ContainerExchange, ContainerHello, ContainerOutput
+from ..._wire import API_PREFIX, ContainerExchange, ContainerOutput
 from ..control import ControlPlane
 from .deps import control, require_token, wire
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix=API_PREFIX + "/functions/{function_id}/containers/{con
 
 @router.get("/hello")
 async def hello(function_id: str, container_id: str, cp: ControlPlane = Depends(control)):
-    return wire(ContainerHello(function_id=function_id, spec=cp.container_spec(function_id, container_id)))
+    return wire(cp.container_hello(function_id, container_id))
 
 
 @router.post("/exchange")

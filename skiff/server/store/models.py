@@ -6,7 +6,7 @@ must outlive a request: apps, functions, calls, containers (the metering record)
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -76,3 +76,69 @@ class LogRow(Base):
     stream: Mapped[str] = mapped_column(String(8))
     ts: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
+
+
+class SecretRow(Base):
+    """A secret's values, Fernet-encrypted; only its key names are stored in the clear."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    keys: Mapped[list] = mapped_column(JSON)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class DictRow(Base):
+    __tablename__ = "dicts"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class DictEntryRow(Base):
+    __tablename__ = "dict_entries"
+
+    dict_name: Mapped[str] = mapped_column(ForeignKey("dicts.name", ondelete="CASCADE"), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the pickled key
+    key: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class QueueRow(Base):
+    __tablename__ = "queues"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class QueueItemRow(Base):
+    __tablename__ = "queue_items"
+    __table_args__ = (Index("ix_queue_items_order", "queue_name", "partition", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue_name: Mapped[str] = mapped_column(ForeignKey("queues.name", ondelete="CASCADE"))
+    partition: Mapped[str] = mapped_column(String(200))
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class VolumeRow(Base):
+    __tablename__ = "volumes"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)  # the current version
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class VolumeVersionRow(Base):
+    """One committed state of a volume: path -> {sha256, size, mode}."""
+
+    __tablename__ = "volume_versions"
+
+    volume_name: Mapped[str] = mapped_column(ForeignKey("volumes.name", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    manifest: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)

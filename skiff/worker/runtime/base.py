@@ -32,6 +32,7 @@ class ContainerRequest:
     mounts: list[tuple[Path, str]] = field(default_factory=list)  # (host path, container path), read-only
     memory_mib: int | None = None
     cpu: float | None = None
+    volumes: list[tuple[Path, str]] = field(default_factory=list)  # (version's tree, container path), writable
 
 
 @dataclass

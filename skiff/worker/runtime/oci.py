@@ -96,6 +96,13 @@ class OciRuntime:
                 (self.api_socket, IN_CONTAINER_API, False),
                 (self._resolv, "/etc/resolv.conf", True),
             ] + [(src, dst, True) for src, dst in req.mounts]
+            for i, (tree, path) in enumerate(req.volumes):
+                # The version's tree stays read-only below; this container writes above it.
+                merged = root / "volumes" / str(i) / "merged"
+                await asyncio.to_thread(bundle.mount_overlay, [tree], merged.parent / "upper",
+                                        merged.parent / "work", merged)
+                cleanup.volume_mounts.append(merged)
+                binds.append((merged, path, False))
             spec = bundle.config(
                 rootfs=rootfs, args=["python3", "-m", "skiff._container"], env=env, cwd=req.image.workdir,
                 binds=binds, rlimits=host_rlimits(), netns=network.path, cgroups_path=cgroup.runtime_path,
@@ -179,6 +186,7 @@ class _Cleanup:
 
     def __init__(self, root: Path, rootfs: Path, cgroup: ContainerCgroup, network: ContainerNetwork) -> None:
         self.root, self.rootfs, self.cgroup, self.network = root, rootfs, cgroup, network
+        self.volume_mounts: list[Path] = []
 
     async def run(self, binary: str, cid: str) -> None:
         proc = await asyncio.create_subprocess_exec(
@@ -186,6 +194,8 @@ class _Cleanup:
         )
         await proc.wait()
         await asyncio.to_thread(bundle.unmount, self.rootfs)
+        for merged in self.volume_mounts:
+            await asyncio.to_thread(bundle.unmount, merged)
         with contextlib.suppress(Exception):
             await self.network.remove()
         await asyncio.to_thread(self.cgroup.remove)

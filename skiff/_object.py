@@ -1,0 +1,49 @@
+"""Named server objects (Volume, Dict, Queue): lazy handles resolved on first use."""
+
+from __future__ import annotations
+
+import re
+
+from .exception import InvalidError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidError(
+            f"{kind} name {name!r} is not valid: use up to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+class NamedObject:
+    """A handle on a server object by name. ``from_name`` makes no request; the first
+    operation checks the object exists (or creates it with ``create_if_missing=True``)."""
+
+    _kind = "object"
+    _route = "objects"
+
+    def __init__(self, name: str, create_if_missing: bool = False) -> None:
+        self.name = check_name(self._kind, name)
+        self._create = create_if_missing
+        self._resolved = False
+
+    def __repr__(self) -> str:
+        return f"<skiff.{type(self).__name__} {self.name!r}>"
+
+    async def _ensure(self) -> dict:
+        from ._client import get_client
+
+        client = await get_client()
+        result = await client.request("POST", f"/{self._route}/{self.name}", json={"create_if_missing": self._create})
+        self._resolved = True
+        return result or {}
+
+    async def _client(self):
+        from ._client import get_client
+
+        if not self._resolved:
+            await self._ensure()
+        return await get_client()

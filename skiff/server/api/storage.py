@@ -1,0 +1,270 @@
+"""Routes for Secrets, Dicts, Queues and Volumes. Values travel base64-encoded pickles;
+the server stores them as bytes and never unpickles them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from ..._wire import API_PREFIX
+from ...exception import InvalidError
+from ..blobs import check_blob_id
+from ..control import ControlPlane
+from .deps import control, require_token, wire
+
+router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)])
+
+
+def _b(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise InvalidError("expected base64-encoded data") from None
+
+
+def _s(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass
+class SecretCreate:
+    name: str
+    values: dict[str, str]
+    overwrite: bool = False
+
+
+@dataclass
+class Ensure:
+    create_if_missing: bool = False
+
+
+@dataclass
+class DictPut:
+    items: list[list[str]]  # [[key, value], ...], base64 pickles
+    skip_if_exists: bool = False
+
+
+@dataclass
+class DictKey:
+    key: str
+
+
+@dataclass
+class QueuePut:
+    values: list[str]
+    partition: str = ""
+
+
+@dataclass
+class VolumeCommit:
+    changes: dict[str, dict | None] = field(default_factory=dict)
+
+
+@dataclass
+class VolumeCopy:
+    sources: list[str]
+    dest: str
+
+
+@dataclass
+class Names:
+    blob_ids: list[str]
+
+
+async def _run(cp: ControlPlane, fn, *args):
+    return await cp.store.run(fn, *args)
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+@router.post("/secrets")
+async def create_secret(body: SecretCreate, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.secrets.put, body.name, body.values, body.overwrite)
+    return wire(None)
+
+
+@router.get("/secrets")
+async def list_secrets(cp: ControlPlane = Depends(control)):
+    return {"secrets": await _run(cp, cp.secrets.list)}
+
+
+@router.delete("/secrets/{name}")
+async def delete_secret(name: str, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.secrets.delete, name)
+    return wire(None)
+
+
+# -- dicts -------------------------------------------------------------------------------------
+
+
+@router.post("/dicts/{name}")
+async def ensure_dict(name: str, body: Ensure, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.dicts.ensure, name, body.create_if_missing)
+    return wire(None)
+
+
+@router.get("/dicts")
+async def list_dicts(cp: ControlPlane = Depends(control)):
+    return {"dicts": await _run(cp, cp.dicts.list)}
+
+
+@router.delete("/dicts/{name}")
+async def delete_dict(name: str, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.dicts.delete, name)
+    return wire(None)
+
+
+@router.post("/dicts/{name}/put")
+async def dict_put(name: str, body: DictPut, cp: ControlPlane = Depends(control)):
+    if any(len(pair) != 2 for pair in body.items):
+        raise InvalidError("items must be [key, value] pairs")
+    items = [(_b(k), _b(v)) for k, v in body.items]
+    return {"written": await _run(cp, cp.dicts.put, name, items, body.skip_if_exists)}
+
+
+@router.post("/dicts/{name}/get")
+async def dict_get(name: str, body: DictKey, cp: ControlPlane = Depends(control)):
+    value = await _run(cp, cp.dicts.get, name, _b(body.key))
+    return {"found": value is not None, "value": None if value is None else _s(value)}
+
+
+@router.post("/dicts/{name}/pop")
+async def dict_pop(name: str, body: DictKey, cp: ControlPlane = Depends(control)):
+    value = await _run(cp, cp.dicts.pop, name, _b(body.key))
+    return {"found": value is not None, "value": None if value is None else _s(value)}
+
+
+@router.get("/dicts/{name}/len")
+async def dict_len(name: str, cp: ControlPlane = Depends(control)):
+    return {"len": await _run(cp, cp.dicts.length, name)}
+
+
+@router.get("/dicts/{name}/items")
+async def dict_items(name: str, cp: ControlPlane = Depends(control)):
+    return {"items": [[_s(k), _s(v)] for k, v in await _run(cp, cp.dicts.items, name)]}
+
+
+@router.post("/dicts/{name}/clear")
+async def dict_clear(name: str, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.dicts.clear, name)
+    return wire(None)
+
+
+# -- queues ------------------------------------------------------------------------------------
+
+
+@router.post("/queues/{name}")
+async def ensure_queue(name: str, body: Ensure, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.queues.ensure, name, body.create_if_missing)
+    return wire(None)
+
+
+@router.get("/queues")
+async def list_queues(cp: ControlPlane = Depends(control)):
+    return {"queues": await _run(cp, cp.queues.list)}
+
+
+@router.delete("/queues/{name}")
+async def delete_queue(name: str, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.queues.delete, name)
+    return wire(None)
+
+
+@router.post("/queues/{name}/put")
+async def queue_put(name: str, body: QueuePut, cp: ControlPlane = Depends(control)):
+    await cp.queues.put(name, body.partition, [_b(v) for v in body.values])
+    return wire(None)
+
+
+@router.get("/queues/{name}/get")
+async def queue_get(
+    name: str,
+    n: int = Query(1, ge=1, le=10000),
+    timeout: float = Query(0.0, ge=0, le=60),
+    partition: str = Query(""),
+    cp: ControlPlane = Depends(control),
+):
+    return {"values": [_s(v) for v in await cp.queues.get(name, partition, n, timeout)]}
+
+
+@router.get("/queues/{name}/len")
+async def queue_len(name: str, partition: str | None = None, cp: ControlPlane = Depends(control)):
+    return {"len": await _run(cp, cp.queues.length, name, partition)}
+
+
+@router.get("/queues/{name}/peek")
+async def queue_peek(name: str, after: int = Query(0, ge=0, le=2**62), n: int = Query(100, ge=1, le=1000),
+                     partition: str = Query(""), cp: ControlPlane = Depends(control)):
+    return {"items": [[i, _s(v)] for i, v in await _run(cp, cp.queues.peek, name, partition, after, n)]}
+
+
+@router.post("/queues/{name}/clear")
+async def queue_clear(name: str, partition: str | None = None, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.queues.clear, name, partition)
+    return wire(None)
+
+
+# -- volumes -----------------------------------------------------------------------------------
+
+
+@router.post("/volumes/{name}")
+async def ensure_volume(name: str, body: Ensure, cp: ControlPlane = Depends(control)):
+    return {"version": await _run(cp, cp.volumes.ensure, name, body.create_if_missing)}
+
+
+@router.get("/volumes")
+async def list_volumes(cp: ControlPlane = Depends(control)):
+    return {"volumes": await _run(cp, cp.volumes.list)}
+
+
+@router.delete("/volumes/{name}")
+async def delete_volume(name: str, cp: ControlPlane = Depends(control)):
+    await _run(cp, cp.volumes.delete, name)
+    return wire(None)
+
+
+@router.get("/volumes/{name}/manifest")
+async def volume_manifest(name: str, version: int | None = Query(None, ge=0, le=2**62),
+                          cp: ControlPlane = Depends(control)):
+    v, manifest = await _run(cp, cp.volumes.manifest, name, version)
+    return {"version": v, "manifest": manifest}
+
+
+@router.get("/volumes/{name}/ls")
+async def volume_ls(name: str, path: str = "", recursive: bool = False, cp: ControlPlane = Depends(control)):
+    return {"entries": await _run(cp, cp.volumes.listdir, name, path, recursive)}
+
+
+@router.post("/volumes/{name}/commit")
+async def volume_commit(name: str, body: VolumeCommit, cp: ControlPlane = Depends(control)):
+    return {"version": await _run(cp, cp.volumes.commit, name, body.changes)}
+
+
+@router.post("/volumes/{name}/copy")
+async def volume_copy(name: str, body: VolumeCopy, cp: ControlPlane = Depends(control)):
+    return {"version": await _run(cp, cp.volumes.copy, name, body.sources, body.dest)}
+
+
+@router.post("/volume-blobs/missing")
+async def volume_blobs_missing(body: Names, cp: ControlPlane = Depends(control)):
+    for blob_id in body.blob_ids:
+        check_blob_id(blob_id)
+    return {"blob_ids": await asyncio.to_thread(cp.volumes.blobs.missing, body.blob_ids)}
+
+
+@router.put("/volume-blobs/{blob_id}")
+async def volume_blob_put(blob_id: str, request: Request, cp: ControlPlane = Depends(control)):
+    check_blob_id(blob_id)
+    await cp.volumes.blobs.put_stream(blob_id, request.stream())
+    return wire(None)
+
+
+@router.get("/volumes/{name}/file")
+async def volume_file(name: str, path: str, cp: ControlPlane = Depends(control)):
+    blob = await _run(cp, cp.volumes.file_blob, name, path)
+    return FileResponse(blob, media_type="application/octet-stream")
