@@ -17,7 +17,18 @@ with app.run():
 __version__ = "0.1.0"
 
 from . import exception
-from ._partial import batched, concurrent, enter, exit, method
+from ._partial import (
+    asgi_app,
+    batched,
+    concurrent,
+    enter,
+    exit,
+    fastapi_endpoint,
+    method,
+    web_endpoint,
+    web_server,
+    wsgi_app,
+)
 from .app import App, LocalEntrypoint
 from .cls import Cls, Obj, parameter
 from .dict import Dict
@@ -25,28 +36,36 @@ from .functions import Function, FunctionCall
 from .image import Image
 from .queue import Queue
 from .retries import Retries
+from .schedule import Cron, Period
 from .secret import Secret
 from .volume import Volume
 
 __all__ = [
     "App",
     "Cls",
+    "Cron",
     "Dict",
     "Function",
     "FunctionCall",
     "Image",
     "LocalEntrypoint",
     "Obj",
+    "Period",
     "Queue",
     "Retries",
     "Secret",
     "Volume",
     "__version__",
+    "asgi_app",
     "batched",
     "concurrent",
     "enter",
     "exception",
     "exit",
+    "fastapi_endpoint",
     "method",
     "parameter",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
 ]

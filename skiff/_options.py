@@ -26,7 +26,6 @@ _NOT_YET = {
     "gpu": "GPU scheduling",
     "ephemeral_disk": "ephemeral disk limits",
     "network_file_systems": "network file systems",
-    "schedule": "schedules (they need deployed apps)",
     "cloud": "cloud selection",
     "region": "region selection",
     "proxy": "proxies",
@@ -63,6 +62,8 @@ class FunctionOptions:
     target_concurrent_inputs: int = 1
     max_batch_size: int | None = None
     batch_wait_ms: int = 0
+    schedule: Any = None  # skiff.Cron | skiff.Period
+    web: dict | None = None  # from the web decorators
     secrets: list = field(default_factory=list)  # skiff.Secret
     volumes: dict = field(default_factory=dict)  # mount path -> skiff.Volume
 
@@ -78,6 +79,7 @@ class FunctionOptions:
             target_concurrent_inputs=marks.get("target_concurrent", self.target_concurrent_inputs),
             max_batch_size=marks.get("max_batch_size", self.max_batch_size),
             batch_wait_ms=marks.get("batch_wait_ms", self.batch_wait_ms),
+            web=marks.get("web", self.web),
         )
 
 
@@ -185,6 +187,13 @@ def build_options(given: dict[str, Any]) -> FunctionOptions:
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 512:
             raise InvalidError(f"cpu= must be a number of cores above 0, or a (request, limit) pair, got {cpu!r}")
         opts.cpu = float(limit)
+    if "schedule" in given:
+        from .schedule import Cron, Period
+
+        schedule = given.pop("schedule")
+        if not isinstance(schedule, Cron | Period):
+            raise InvalidError(f"schedule= must be skiff.Cron(...) or skiff.Period(...), got {schedule!r}")
+        opts.schedule = schedule
     if "secrets" in given:
         from .secret import Secret
 

@@ -97,6 +97,8 @@ async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_pr
         target_concurrent_inputs=opts.target_concurrent_inputs,
         max_batch_size=opts.max_batch_size,
         batch_wait_ms=opts.batch_wait_ms,
+        web=opts.web,
+        schedule=opts.schedule.to_wire() if opts.schedule is not None else None,
     )
     for i, secret in enumerate(opts.secrets):
         name = secret.name
@@ -195,6 +197,10 @@ class RunningApp:
             raise
         if self.show_logs:
             self._tasks.append(asyncio.create_task(self._stream_logs(), name="skiff-logs"))
+
+    async def info(self) -> dict:
+        assert self.client is not None
+        return (await self.client.request("GET", f"/apps/{self.app_id}"))[0]
 
     async def register_class_variant(self, cls: Cls, params: dict) -> str:
         """Create the server function for one parameterization of a class."""

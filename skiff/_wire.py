@@ -40,6 +40,11 @@ class AppCreate:
 
 
 @dataclass
+class AppDeploy:
+    version: int
+
+
+@dataclass
 class AppInfo:
     app_id: str
     name: str
@@ -49,6 +54,10 @@ class AppInfo:
     functions: list[str] = field(default_factory=list)
     containers: int = 0
     heartbeat_interval: float = 5.0  # how often the app's client must say it is alive
+    kind: str = "ephemeral"
+    version: int = 0  # deployed apps: the version serving now (AppCreate answers with the next one)
+    urls: dict[str, str] = field(default_factory=dict)  # web function -> URL
+    next_runs: dict[str, float] = field(default_factory=dict)  # scheduled function -> next run
 
 
 # -- functions -----------------------------------------------------------------------
@@ -102,6 +111,9 @@ class FunctionSpec:
     batch_wait_ms: int = 0
     secrets: list[SecretRef] = field(default_factory=list)
     volumes: list[VolumeRef] = field(default_factory=list)
+    web: dict | None = None  # {"type": fastapi|asgi|wsgi|server, "label", "method", ...}
+    schedule: dict | None = None  # {"cron", "timezone"} or {"period"}
+    is_template: bool = False  # a parameterized class: variants are made from it on demand
 
 
 
@@ -109,6 +121,12 @@ class FunctionSpec:
 class FunctionCreate:
     app_id: str
     spec: FunctionSpec
+    version: int = 0  # for a deployment being prepared: the version it belongs to
+
+
+@dataclass
+class VariantCreate:
+    class_params: Payload
 
 
 @dataclass

@@ -179,6 +179,11 @@ class Cls:
             return getattr(self(), name)
         raise AttributeError(name)
 
+    @staticmethod
+    def from_name(app_name: str, name: str) -> _DeployedCls:
+        """A deployed class, looked up on first use: ``Cls.from_name("app", "Model")(size="l")``."""
+        return _DeployedCls(app_name, name)
+
     def with_options(self, **overrides: Any) -> Cls:
         """The same class with other resources or scaling: ``Model.with_options(gpu="A100")()``."""
         given = {k: v for k, v in vars(self.options).items() if v is not None}
@@ -205,6 +210,72 @@ class Cls:
 
     def _forget_variants(self) -> None:
         self._variants, self._variants_for = {}, None
+
+
+class _DeployedCls:
+    """A handle from :meth:`Cls.from_name`; call it with parameters for an instance."""
+
+    def __init__(self, app_name: str, name: str) -> None:
+        self.app_name, self.tag = app_name, name
+        self._info: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"<skiff.Cls {self.app_name}/{self.tag}>"
+
+    def __call__(self, **params: Any) -> _DeployedObj:
+        return _DeployedObj(self, params)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self(), name)
+
+    async def _function_id(self, params: dict[str, Any]) -> str:
+        from ._client import get_client
+
+        client = await get_client()
+        if self._info is None:
+            self._info = await client.request("GET", f"/deployed/{self.app_name}/functions/{self.tag}")
+            if not self._info.get("is_class"):
+                raise InvalidError(f"{self.tag} is a function: use skiff.Function.from_name({self.app_name!r}, {self.tag!r})")
+        if not self._info.get("is_template"):
+            return self._info["function_id"]
+        payload = {"class_params": {"data": ser.b64(ser.serialize(params)), "blob_id": None}}
+        found = await client.request("POST", f"/functions/{self._info['function_id']}/variants", json=payload)
+        return found["function_id"]
+
+
+class _DeployedObj:
+    def __init__(self, cls: _DeployedCls, params: dict[str, Any]) -> None:
+        self.cls, self.params = cls, params
+        self._id: str | None = None
+
+    def __getattr__(self, name: str) -> Function:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _DeployedMethod(self, name)
+
+    async def _function_id(self) -> str:
+        if self._id is None:
+            self._id = await self.cls._function_id(self.params)
+        return self._id
+
+
+class _DeployedMethod(Function):
+    def __init__(self, obj: _DeployedObj, name: str) -> None:
+        from .functions import _NO_APP
+
+        def missing(*_a: Any, **_k: Any) -> Any:
+            raise InvalidError(f"{obj.cls.tag}.{name} was looked up by name; it has no local code to run")
+
+        super().__init__(missing, _NO_APP, FunctionOptions())
+        self.tag, self._obj, self._method = f"{obj.cls.tag}.{name}", obj, name
+
+    def _args_payload(self, args: tuple, kwargs: dict) -> bytes:
+        return ser.serialize_args(self.tag, args, kwargs, method=self._method)
+
+    async def _resolve_id(self) -> str:
+        return await self._obj._function_id()
 
 
 def wrap_class(user_cls: type, app: App, options: FunctionOptions) -> Cls:

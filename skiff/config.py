@@ -11,6 +11,8 @@ tree at a scratch directory with ``SKIFF_HOME``.
 | ``SKIFF_DATABASE_URL`` | SQLite in ``$SKIFF_HOME`` | any SQLAlchemy URL; PostgreSQL is tested |
 | ``SKIFF_RUNTIME`` | ``process`` | how containers run |
 | ``SKIFF_AUTOSTART`` | ``1`` | start a local server when none answers |
+| ``SKIFF_GATEWAY_URL`` | the server URL | the base URL printed for web endpoints |
+| ``SKIFF_WEB_DOMAIN`` | unset | also route ``<app>--<label>.<domain>`` host names |
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ def home() -> Path:
 
 def server_url() -> str:
     return os.environ.get("SKIFF_SERVER_URL") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+def gateway_url() -> str:
+    """Where web endpoints answer: ``SKIFF_GATEWAY_URL``, else the server's own address."""
+    return (os.environ.get("SKIFF_GATEWAY_URL") or server_url()).rstrip("/")
+
+
+def web_domain() -> str | None:
+    """With ``SKIFF_WEB_DOMAIN=example.com``, ``<app>--<label>.example.com`` routes too."""
+    return os.environ.get("SKIFF_WEB_DOMAIN") or None
 
 
 def is_default_server() -> bool:

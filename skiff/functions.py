@@ -140,6 +140,26 @@ class Function:
         client = await _client()
         return {"idx": 0, "args": await encode_payload(client, data)}
 
+    # -- deployed functions -------------------------------------------------------------
+
+    @staticmethod
+    def from_name(app_name: str, name: str) -> Function:
+        """A deployed function, looked up by its app's name and its own, on first use.
+
+        ```python
+        square = skiff.Function.from_name("hello", "square")
+        square.remote(4)
+        ```
+        """
+        return _DeployedFunction(app_name, name)
+
+    @dual
+    async def get_web_url(self) -> str | None:
+        """The URL a web function answers at, or None for other functions."""
+        client = await _client()
+        info = await client.request("GET", f"/functions/{await self._resolve_id()}")
+        return info.get("web_url")
+
     # -- the function's containers ------------------------------------------------------
 
     @dual
@@ -175,6 +195,7 @@ class Function:
     @dual
     async def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function in a container and return its result."""
+        await self._resolve_id()
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator: call it with .remote_gen(), not .remote()")
         call = FunctionCall(await self._start_call_id("remote", await self._one_input(args, kwargs)))
@@ -187,6 +208,7 @@ class Function:
     @dual
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Start the function and return at once; ``.get()`` on the result waits for it."""
+        await self._resolve_id()
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator: spawn() cannot collect its items; use .remote_gen()")
         call_id = await self._start_call_id("spawn", await self._one_input(args, kwargs))
@@ -195,6 +217,7 @@ class Function:
     @dual
     async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         """Run a generator function in a container, yielding its items as they come."""
+        await self._resolve_id()
         if not self.is_generator:
             raise InvalidError(f"{self.tag} is not a generator: call it with .remote()")
         client, call_id = await self._start_call("generator", [await self._one_input(args, kwargs)], True)
@@ -442,3 +465,37 @@ class FunctionCall:
             return list(await asyncio.gather(*(c._get(None) for c in calls)))
 
         return run_sync(_all())
+
+
+class _DeployedFunction(Function):
+    """A handle from :meth:`Function.from_name`: resolved against the server on first use."""
+
+    def __init__(self, app_name: str, name: str) -> None:
+        def missing(*_a: Any, **_k: Any) -> Any:
+            raise InvalidError(f"{app_name}/{name} was looked up by name; it has no local code to run")
+
+        missing.__name__ = missing.__qualname__ = name
+        super().__init__(missing, _NO_APP, FunctionOptions())
+        self.tag = name
+        self._lookup = (app_name, name)
+
+    def __repr__(self) -> str:
+        return f"<skiff.Function {self._lookup[0]}/{self._lookup[1]}>"
+
+    async def _resolve_id(self) -> str:
+        if self.object_id is None:
+            client = await _client()
+            found = await client.request("GET", f"/deployed/{self._lookup[0]}/functions/{self._lookup[1]}")
+            if found.get("is_class"):
+                raise InvalidError(f"{self._lookup[1]} is a class: use skiff.Cls.from_name({self._lookup[0]!r}, {self._lookup[1]!r})")
+            self.object_id = found["function_id"]
+            self.is_generator = bool(found.get("is_generator"))
+        return self.object_id
+
+
+class _NoApp:
+    _running = None
+    name = None
+
+
+_NO_APP: Any = _NoApp()

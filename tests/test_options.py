@@ -96,7 +96,7 @@ def test_malformed_gpu_is_invalid_not_unsupported():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"ephemeral_disk": 1024}, {"schedule": object()}, {"cloud": "aws"}]
+    "kwargs", [{"ephemeral_disk": 1024}, {"cloud": "aws"}, {"region": "eu"}]
 )
 def test_other_not_yet_arguments(kwargs):
     name = next(iter(kwargs))
@@ -105,7 +105,8 @@ def test_other_not_yet_arguments(kwargs):
 
 
 @pytest.mark.parametrize("kwargs", [{"ephemeral_disk": -1}, {"secrets": "s"}, {"volumes": ["/v"]},
-                                    {"volumes": {"/root": None}}, {"volumes": {"relative": object()}}])
+                                    {"volumes": {"/root": None}}, {"volumes": {"relative": object()}},
+                                    {"schedule": "*/5 * * * *"}])
 def test_arguments_are_validated(kwargs):
     with pytest.raises(InvalidError, match=f"{next(iter(kwargs))}=") as info:
         app.function(**kwargs)

@@ -67,6 +67,7 @@ class Container:
         self.resolve: Callable[[str | None], Callable[..., Any]] = lambda _m: _missing()
         self.exit_hooks: list[Callable[[], Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.web: Any = None  # a WebHandler, for web functions
 
     def _new_client(self) -> ContainerClient:
         return ContainerClient(self._url, self._token, self.function_id, self.container_id)
@@ -127,6 +128,11 @@ class Container:
         else:
             fn = obj.get_raw_f() if hasattr(obj, "get_raw_f") else obj
             self.resolve = lambda _method: fn
+        if spec.get("web"):
+            from .web import WebHandler
+
+            handler = WebHandler(self.resolve(None), spec["web"], self._call)
+            self.web = handler
 
     def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Call sync or async user code from a plain thread."""
@@ -160,6 +166,8 @@ class Container:
             self.cancellation.current = input_id
         try:
             args, kwargs, method = self._args(inp)
+            if self.web is not None:
+                return self._run_web(input_id, args[0], client or self.client)
             fn = self.resolve(method)
             if inspect.isgeneratorfunction(fn):
                 return self._run_generator(fn, input_id, args, kwargs, client or self.client)
@@ -174,6 +182,16 @@ class Container:
         finally:
             if on_main:
                 self.cancellation.current = None
+
+    def _run_web(self, input_id: str, request: dict, client: ContainerClient) -> list[dict]:
+        """Stream one HTTP response back: its head, then each body chunk, as they come."""
+        index = 0
+        for part in self.web.handle(request):
+            out = {"input_id": input_id, "status": "success", "result": {"data": ser.b64(part), "blob_id": None},
+                   "gen_index": index}
+            client.request("POST", "/exchange", {"outputs": [out], "want": 0, "timeout": 0})
+            index += 1
+        return [{"input_id": input_id, "status": "success", "result": None, "gen_done": True, "gen_index": index}]
 
     def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict,
                        client: ContainerClient) -> list[dict]:
@@ -208,6 +226,8 @@ class Container:
                 self._call(hook, (), {})
             except Exception as exc:  # noqa: BLE001
                 print(f"skiff: @exit hook {getattr(hook, '__name__', hook)} failed: {exc!r}", file=sys.stderr)
+        if self.web is not None:
+            self.web.close()
         if os.environ.get("SKIFF_VOLUMES"):
             from ..volume import commit_mounted_volumes
 

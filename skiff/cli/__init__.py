@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from .app import app_group
+from .deploy import deploy_command, serve_command
 from .run import run_command
 from .secret import secret_group
 from .server import server_group
+from .token import token_group
 from .volume import volume_group
 
 
@@ -20,6 +22,8 @@ def cli() -> None:
     Quick start:
       skiff run hello.py              run an app's local entrypoint
       skiff run hello.py::square --x 3  call one function
+      skiff deploy app.py             deploy it: web endpoints, schedules
+      skiff serve app.py              serve web endpoints with live reload
       skiff app list                  see running and stopped apps
       skiff app logs APP -f           follow an app's logs
       skiff secret create NAME K=V    store a secret for functions
@@ -28,9 +32,12 @@ def cli() -> None:
 
 
 cli.add_command(run_command)
+cli.add_command(deploy_command)
+cli.add_command(serve_command)
 cli.add_command(app_group)
 cli.add_command(secret_group)
 cli.add_command(volume_group)
+cli.add_command(token_group)
 cli.add_command(server_group)
 
 

@@ -28,9 +28,15 @@ def list_apps() -> None:
     async def fetch():
         return await (await get_client()).request("GET", "/apps")
 
-    rows = [(a["app_id"], a["name"], a["state"], ", ".join(a["functions"]), a["containers"],
-             _when(a["created_at"]), _when(a["stopped_at"])) for a in call(fetch())]
-    table("skiff apps", ["App ID", "Name", "State", "Functions", "Containers", "Created", "Stopped"], rows)
+    rows = []
+    for a in call(fetch()):
+        notes = [url for url in a["urls"].values()]
+        notes += [f"{fn} next {_when(at)}" for fn, at in a["next_runs"].items()]
+        version = f"v{a['version']}" if a["kind"] == "deployed" else "ephemeral"
+        rows.append((a["app_id"], a["name"], a["state"], version, ", ".join(a["functions"]), a["containers"],
+                     "\n".join(notes), _when(a["created_at"])))
+    table("skiff apps", ["App ID", "Name", "State", "Version", "Functions", "Containers", "URLs / next runs",
+                         "Created"], rows)
 
 
 def _when(ts: float | None) -> str:
@@ -74,3 +80,34 @@ def stop(app: str) -> None:
         return info["app_id"]
 
     click.echo(f"stopped {call(do())}")
+
+
+@app_group.command("history")
+@click.argument("app")
+def history(app: str) -> None:
+    """List a deployed app's versions, and its recent scheduled runs."""
+
+    async def fetch() -> dict:
+        return await (await get_client()).request("GET", f"/deployed/{app}/history")
+
+    h = call(fetch())
+    table(f"{h['name']} versions", ["Version", "Deployed", "Functions", "Live"],
+          [(v["version"], _when(v["deployed_at"]), ", ".join(v["functions"]), "✓" if v["live"] else "")
+           for v in h["versions"]])
+    if h["schedule_runs"]:
+        table("scheduled runs", ["Function", "At", "Status"],
+              [(r["function"], _when(r["at"]), r["status"]) for r in h["schedule_runs"]])
+
+
+@app_group.command("rollback")
+@click.argument("app")
+@click.argument("version", type=int, required=False)
+def rollback(app: str, version: int | None) -> None:
+    """Deploy an earlier VERSION of APP again (default: the one before the live one)."""
+
+    async def do() -> dict:
+        params = {"version": version} if version is not None else None
+        return await (await get_client()).request("POST", f"/deployed/{app}/rollback", params=params)
+
+    info = call(do())
+    click.echo(f"rolled {info['name']} back: version {info['version']} is live")

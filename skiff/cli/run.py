@@ -33,6 +33,13 @@ def import_file(path: str) -> Any:
     return module
 
 
+def find_app(module: Any) -> App:
+    apps = [v for v in vars(module).values() if isinstance(v, App)]
+    if len(apps) != 1:
+        raise click.UsageError(f"{module.__file__} must define exactly one skiff.App; it defines {len(apps)}")
+    return apps[0]
+
+
 def find_target(module: Any, name: str | None) -> tuple[App, Function | LocalEntrypoint]:
     apps = [v for v in vars(module).values() if isinstance(v, App)]
     if not apps:

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from .. import config
 from .._wire import (
     AppInfo,
     AutoscalerSettings,
@@ -30,15 +31,17 @@ from .._wire import (
 from ..exception import InvalidError, NotFoundError, NotSupportedError
 from ..retries import Retries
 from ..worker.images import ImageBuilder
-from ..worker.runtime import ContainerRuntime
+from ..worker.runtime import BuiltImage, ContainerRuntime
 from .blobs import BlobStore
 from .calls import CallState, Input
+from .deployments import Deployments
 from .dicts import DictStore, QueueStore
 from .ids import new_id
 from .images import ImageService
 from .logs import LogSink
 from .placement import LocalPlacement
 from .scheduler import FunctionRunner, ServerContext
+from .schedules import Schedules
 from .secrets import SecretVault
 from .store import Store
 from .volumes import VolumeStore
@@ -99,6 +102,8 @@ class ControlPlane:
             on_call_done=self._call_done,
         )
         self.runners: dict[str, FunctionRunner] = {}
+        self.deployments = Deployments(self)
+        self.schedules = Schedules(self)
         self.calls: dict[str, CallState] = {}
         self._heartbeats: dict[str, float] = {}  # ephemeral app id -> last client heartbeat
         self._log_waiters: dict[str, asyncio.Event] = {}
@@ -108,6 +113,8 @@ class ControlPlane:
         await self.store.run(self._recover)
         self.logs.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        await self.deployments.recover()
+        self.schedules.start()
 
     def _recover(self) -> None:
         """After a restart: nothing from the last run is still running."""
@@ -118,6 +125,7 @@ class ControlPlane:
                 self.store.set_app_state(app.id, "stopped")
 
     async def close(self) -> None:
+        self.schedules.stop()
         for task in self._tasks:
             task.cancel()
         for runner in list(self.runners.values()):
@@ -127,11 +135,14 @@ class ControlPlane:
     # -- apps ---------------------------------------------------------------------------
 
     async def create_app(self, name: str, kind: str) -> AppInfo:
+        if kind == "deployed":
+            return await self.deployments.begin(name)
         if kind != "ephemeral":
-            raise InvalidError(f"app kind {kind!r} is not supported yet; only 'ephemeral' apps run today")
+            raise InvalidError(f"app kind {kind!r} is not one skiff has: 'ephemeral' or 'deployed'")
         app_id = new_id("ap")
         row = await self.store.run(self.store.create_app, app_id, name, kind)
         self._heartbeats[app_id] = time.time()
+        self.deployments.remember_name(app_id, name)
         return AppInfo(app_id=row.id, name=row.name, state=row.state, created_at=row.created_at,
                        heartbeat_interval=heartbeat_timeout() / 4)
 
@@ -152,9 +163,13 @@ class ControlPlane:
     async def _info(self, row) -> AppInfo:
         fns = await self.store.run(self.store.app_functions, row.id)
         containers = sum(len(self.runners[f.id].containers) for f in fns if f.id in self.runners)
+        current = [f for f in fns if row.kind == "ephemeral" or f.version == row.version]
         return AppInfo(
             app_id=row.id, name=row.name, state=row.state, created_at=row.created_at,
-            stopped_at=row.stopped_at, functions=[f.name for f in fns], containers=containers,
+            stopped_at=row.stopped_at, functions=[f.name for f in current if not f.spec.get("class_params")],
+            containers=containers, kind=row.kind, version=row.version,
+            urls=self.deployments.urls(row.id) if row.state in ("ephemeral", "deployed") else {},
+            next_runs=self.schedules.next_runs(row.id),
         )
 
     async def stop_app(self, app_id: str, reason: str = "the app was stopped") -> None:
@@ -168,15 +183,40 @@ class ControlPlane:
         for runner in [r for r in self.runners.values() if r.app_id == app_id]:
             await runner.stop(reason)
             del self.runners[runner.id]
+        self.deployments.unroute(app_id)
+        self.schedules.forget(app_id)
         await self.logs.flush()
         await self.store.run(self.store.set_app_state, app_id, "stopped")
         self._wake_logs(app_id)
 
     # -- functions ----------------------------------------------------------------------
 
-    async def create_function(self, app_id: str, spec: FunctionSpec) -> str:
-        if app_id not in self._heartbeats:
+    async def create_function(self, app_id: str, spec: FunctionSpec, version: int = 0) -> str:
+        """Register a function: an ephemeral app's starts serving at once; one of a
+        deployment being prepared (``version``) waits for the deployment to go live."""
+        if version:
+            self.deployments.check_pending(app_id, version)
+        elif app_id not in self._heartbeats:
             raise NotFoundError(f"app {app_id} is not running; functions can only be added to a running app")
+        image = await self.prepare(spec)
+        function_id = new_id("fu")
+        if version:
+            await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec), version)
+            return function_id
+        runner = FunctionRunner(self.ctx, function_id, app_id, spec, image) if not spec.is_template else None
+        try:
+            await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
+        except BaseException:
+            if runner is not None:
+                await runner.stop("the function could not be recorded")
+            raise
+        if runner is not None:
+            self.runners[function_id] = runner
+            self.deployments.route(app_id, function_id, spec)
+        return function_id
+
+    async def prepare(self, spec: FunctionSpec) -> BuiltImage | None:
+        """Check everything a function needs before any container starts; build its image."""
         validate_spec(spec)
         caps = self.runtime.capabilities
         if not caps.resource_limits and (spec.memory or spec.cpu):
@@ -191,20 +231,29 @@ class ControlPlane:
             await self.store.run(self.secrets.reveal, ref.name, ref.required_keys)
         for ref in spec.volumes:
             await self.store.run(self.volumes.ensure, ref.name, False)
-        image = None
         if caps.images:
-            image = await self.images.ready(spec.image or DEFAULT_IMAGE)
-        elif spec.image:
+            return await self.images.ready(spec.image or DEFAULT_IMAGE)
+        if spec.image:
             self.images.start(spec.image)  # raises the "needs the oci runtime" error
-        function_id = new_id("fu")
-        runner = FunctionRunner(self.ctx, function_id, app_id, spec, image)
-        try:
-            await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
-        except BaseException:
-            await runner.stop("the function could not be recorded")
-            raise
+        return None
+
+    async def start_runner(self, function_id: str, app_id: str, spec: FunctionSpec) -> FunctionRunner:
+        runner = FunctionRunner(self.ctx, function_id, app_id, spec, await self.prepare(spec))
         self.runners[function_id] = runner
-        return function_id
+        return runner
+
+    async def function_info(self, function_id: str) -> dict:
+        row = await self.store.run(self.store.get_function, function_id)
+        if row is None:
+            raise NotFoundError(f"no function {function_id}")
+        spec = row.spec
+        url = None
+        if spec.get("web"):
+            url = next((f"{config.gateway_url()}/{app}/{label}" for (app, label), fid in self.deployments.routes.items()
+                        if fid == function_id), None)
+        return {"function_id": row.id, "name": row.name, "is_generator": bool(spec.get("is_generator")),
+                "is_class": bool(spec.get("is_class")), "is_template": bool(spec.get("is_template")),
+                "web_url": url}
 
     def runner(self, function_id: str) -> FunctionRunner:
         runner = self.runners.get(function_id)

@@ -17,6 +17,7 @@ from ..exception import Error
 from ..worker.runtime import ContainerRuntime, select_runtime
 from .api import routers
 from .control import ControlPlane
+from .gateway import Gateway
 from .store import Store
 
 log = logging.getLogger("skiff.server")
@@ -96,7 +97,17 @@ def build_app(
         )
         return JSONResponse({"code": "invalid", "message": f"malformed request: {problems}"}, status_code=422)
 
-    return app
+    gateway = Gateway(lambda: app.state.control)
+
+    async def dispatch(scope: dict, receive, send) -> None:
+        """``/v1/...`` is the API; every other path is a web endpoint, via the gateway."""
+        if scope["type"] in ("http", "websocket") and not scope["path"].startswith("/v1/"):
+            await gateway(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    dispatch.state = app.state  # type: ignore[attr-defined]  # tests and tools reach the control plane here
+    return dispatch  # type: ignore[return-value]
 
 
 def serve(host: str, port: int, *, log_level: str = "info") -> None:

@@ -22,6 +22,8 @@ from .store.models import SecretRow
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INLINE_PREFIX = "__inline-"  # secrets made from Secret.from_dict(...) and friends
+PROXY_PREFIX = "__proxy-"  # proxy auth tokens for web endpoints (`skiff token create`)
+_INTERNAL = (INLINE_PREFIX, PROXY_PREFIX)
 
 
 def check_name(kind: str, name: str) -> str:
@@ -52,7 +54,7 @@ class SecretVault:
         self._fernet = Fernet(load_key(key_path))
 
     def put(self, name: str, values: dict[str, str], overwrite: bool) -> None:
-        if not name.startswith(INLINE_PREFIX):
+        if not name.startswith(_INTERNAL):
             check_name("secret", name)
         if not isinstance(values, dict) or not values:
             raise InvalidError(f"secret {name!r} needs at least one KEY=VALUE")
@@ -76,7 +78,7 @@ class SecretVault:
         with self.store.session() as s:
             rows = s.scalars(select(SecretRow).order_by(SecretRow.name))
             return [{"name": r.name, "keys": r.keys, "created_at": r.created_at, "updated_at": r.updated_at}
-                    for r in rows if not r.name.startswith(INLINE_PREFIX)]
+                    for r in rows if not r.name.startswith(_INTERNAL)]
 
     def delete(self, name: str) -> None:
         with self.store.session() as s, s.begin():
@@ -96,5 +98,5 @@ class SecretVault:
         return values
 
     def _missing(self, s, name: str) -> str:
-        names = [n for n in s.scalars(select(SecretRow.name)) if not n.startswith(INLINE_PREFIX)]
+        names = [n for n in s.scalars(select(SecretRow.name)) if not n.startswith(_INTERNAL)]
         return f"no secret named {name!r}; secrets that exist: {', '.join(sorted(names)) or 'none'}"

@@ -80,7 +80,6 @@ def bad_requests(app_id: str) -> list[tuple[str, str, dict]]:
         ("POST", "/v1/apps", {"json": {"name": 5}}),
         ("POST", "/v1/apps", {"json": {"name": ["a"]}}),
         ("POST", "/v1/apps", {"json": {"name": "x", "kind": "bogus"}}),
-        ("POST", "/v1/apps", {"json": {"name": "x", "kind": "deployed"}}),
         ("POST", "/v1/apps", {"content": b"not json", "headers": {"content-type": "application/json"}}),
         ("POST", "/v1/apps", {"content": b"name=x"}),
         ("POST", "/v1/apps", {"json": [1, 2]}),

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..._wire import API_PREFIX, AppCreate, AutoscalerSettings, FunctionCreate, FunctionCreated
+from ..._wire import (
+    API_PREFIX,
+    AppCreate,
+    AppDeploy,
+    AutoscalerSettings,
+    FunctionCreate,
+    FunctionCreated,
+    VariantCreate,
+)
 from ..control import ControlPlane
 from .deps import control, require_token, wire
 
@@ -48,7 +56,37 @@ async def logs(
 
 @router.post("/functions")
 async def create_function(body: FunctionCreate, cp: ControlPlane = Depends(control)):
-    return wire(FunctionCreated(function_id=await cp.create_function(body.app_id, body.spec)))
+    return wire(FunctionCreated(function_id=await cp.create_function(body.app_id, body.spec, body.version)))
+
+
+@router.post("/apps/{app_id}/deploy")
+async def deploy(app_id: str, body: AppDeploy, cp: ControlPlane = Depends(control)):
+    return wire(await cp.deployments.activate(app_id, body.version))
+
+
+@router.get("/deployed/{name}/history")
+async def history(name: str, cp: ControlPlane = Depends(control)):
+    return await cp.deployments.history(name)
+
+
+@router.post("/deployed/{name}/rollback")
+async def rollback(name: str, version: int | None = Query(None, ge=1, le=2**31), cp: ControlPlane = Depends(control)):
+    return wire(await cp.deployments.rollback(name, version))
+
+
+@router.get("/deployed/{app_name}/functions/{function_name}")
+async def lookup(app_name: str, function_name: str, cp: ControlPlane = Depends(control)):
+    return await cp.function_info(await cp.deployments.lookup(app_name, function_name))
+
+
+@router.get("/functions/{function_id}")
+async def function_info(function_id: str, cp: ControlPlane = Depends(control)):
+    return await cp.function_info(function_id)
+
+
+@router.post("/functions/{function_id}/variants")
+async def variant(function_id: str, body: VariantCreate, cp: ControlPlane = Depends(control)):
+    return wire(FunctionCreated(function_id=await cp.deployments.variant(function_id, body.class_params)))
 
 
 @router.post("/functions/{function_id}/autoscaler")

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import AppRow, CallRow, ContainerRow, FunctionRow, LogRow
+from .models import AppRow, CallRow, ContainerRow, FunctionRow, LogRow, ScheduleRow
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -118,9 +118,10 @@ class Store:
 
     # -- functions ----------------------------------------------------------------------
 
-    def create_function(self, function_id: str, app_id: str, name: str, spec: dict) -> None:
+    def create_function(self, function_id: str, app_id: str, name: str, spec: dict, version: int = 0) -> None:
         with self.session() as s, s.begin():
-            s.add(FunctionRow(id=function_id, app_id=app_id, name=name, spec=spec, created_at=time.time()))
+            s.add(FunctionRow(id=function_id, app_id=app_id, name=name, spec=spec, created_at=time.time(),
+                              version=version))
 
     def get_function(self, function_id: str) -> FunctionRow | None:
         with self.session() as s:
@@ -196,3 +197,63 @@ class Store:
     def last_log_seq(self, app_id: str) -> int:
         with self.session() as s:
             return s.scalar(select(func.max(LogRow.seq)).where(LogRow.app_id == app_id)) or 0
+
+    # -- deployments ---------------------------------------------------------------------
+
+    def find_deployed(self, name: str) -> AppRow | None:
+        with self.session() as s:
+            return s.scalar(select(AppRow).where(AppRow.name == name, AppRow.kind == "deployed"))
+
+    def create_deployed(self, app_id: str, name: str) -> AppRow:
+        now = time.time()
+        row = AppRow(id=app_id, name=name, kind="deployed", state="deploying", created_at=now,
+                     last_heartbeat=now, version=0)
+        with self.session() as s, s.begin():
+            s.add(row)
+        return row
+
+    def max_version(self, app_id: str) -> int:
+        with self.session() as s:
+            return s.scalar(select(func.max(FunctionRow.version)).where(FunctionRow.app_id == app_id)) or 0
+
+    def version_functions(self, app_id: str, version: int) -> list[FunctionRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FunctionRow).where(FunctionRow.app_id == app_id, FunctionRow.version == version)))
+
+    def versions(self, app_id: str) -> list[tuple[int, float, list[str]]]:
+        with self.session() as s:
+            rows = s.execute(select(FunctionRow.version, FunctionRow.created_at, FunctionRow.name)
+                             .where(FunctionRow.app_id == app_id).order_by(FunctionRow.version))
+            out: dict[int, tuple[float, list[str]]] = {}
+            for version, created, name in rows:
+                if version == 0 or "[" in name:
+                    continue  # class variants are made on demand, not deployed
+                when, names = out.setdefault(version, (created, []))
+                names.append(name)
+            return [(v, when, names) for v, (when, names) in sorted(out.items())]
+
+    def deploy_version(self, app_id: str, version: int) -> None:
+        with self.session() as s, s.begin():
+            s.execute(update(AppRow).where(AppRow.id == app_id).values(version=version, state="deployed", stopped_at=None))
+
+    def schedule_state(self, app_id: str, function: str) -> ScheduleRow | None:
+        with self.session() as s:
+            return s.get(ScheduleRow, (app_id, function))
+
+    def save_schedule(self, app_id: str, function: str, last_run_at: float | None, next_run_at: float) -> None:
+        with self.session() as s, s.begin():
+            row = s.get(ScheduleRow, (app_id, function))
+            if row is None:
+                s.add(ScheduleRow(app_id=app_id, function=function, last_run_at=last_run_at, next_run_at=next_run_at))
+            else:
+                row.last_run_at, row.next_run_at = last_run_at, next_run_at
+
+    def schedule_runs(self, app_id: str, limit: int = 50) -> list[tuple[str, float, str]]:
+        with self.session() as s:
+            rows = s.execute(
+                select(FunctionRow.name, CallRow.created_at, CallRow.status)
+                .join(FunctionRow, CallRow.function_id == FunctionRow.id)
+                .where(FunctionRow.app_id == app_id, CallRow.kind == "schedule")
+                .order_by(CallRow.created_at.desc()).limit(limit)
+            )
+            return [(n, t, st) for n, t, st in rows]

@@ -24,6 +24,7 @@ class AppRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_heartbeat: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # deployed: serving version
 
 
 class FunctionRow(Base):
@@ -34,6 +35,7 @@ class FunctionRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the app version it belongs to
 
 
 class CallRow(Base):
@@ -142,3 +144,14 @@ class VolumeVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     manifest: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class ScheduleRow(Base):
+    """When a deployed function's schedule last fired, and when it fires next."""
+
+    __tablename__ = "schedules"
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), primary_key=True)
+    function: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_run_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    next_run_at: Mapped[float] = mapped_column(Float)

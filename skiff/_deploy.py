@@ -1,0 +1,34 @@
+"""``skiff deploy``: register every function of an app as a new version, then make it live."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from . import _serialization as ser
+from ._client import get_client
+from ._runner import function_spec
+from ._wire import Payload
+from .app import App
+from .cls import Cls
+
+
+async def deploy_app(app: App, name: str | None = None, show_progress: bool = True) -> dict:
+    """Deploy ``app`` (under ``name``, default the app's own); returns the live AppInfo."""
+    client = await get_client()
+    app_name = name or app.name
+    if not app_name:
+        from .exception import InvalidError
+
+        raise InvalidError("a deployed app needs a name: skiff.App('my-app') or `skiff deploy --name my-app`")
+    info = await client.request("POST", "/apps", json={"name": app_name, "kind": "deployed"})
+    app_id, version = info["app_id"], info["version"]
+    targets: list = [*app.registered_functions.values(), *app.registered_classes.values()]
+    for target in targets:
+        spec = await function_spec(client, target, app_id, show_progress=show_progress)
+        if isinstance(target, Cls):
+            if target.parameters:
+                spec.is_template = True  # each parameter set gets its own function when first called
+            else:
+                spec.class_params = Payload(data=ser.b64(ser.serialize({})))
+        await client.request("POST", "/functions", json={"app_id": app_id, "spec": asdict(spec), "version": version})
+    return await client.request("POST", f"/apps/{app_id}/deploy", json={"version": version})
