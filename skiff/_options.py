@@ -23,7 +23,6 @@ _GPU_SPEC = re.compile(r"^(any|[a-z][a-z0-9]*(-[0-9]+gb)?)(:[1-8])?$", re.IGNORE
 
 # Arguments whose capability arrives with a later piece of skiff, and which piece.
 _NOT_YET = {
-    "gpu": "GPU scheduling",
     "ephemeral_disk": "ephemeral disk limits",
     "network_file_systems": "network file systems",
     "cloud": "cloud selection",
@@ -62,6 +61,7 @@ class FunctionOptions:
     target_concurrent_inputs: int = 1
     max_batch_size: int | None = None
     batch_wait_ms: int = 0
+    gpu: str | None = None  # one spec; of a list, the server takes the first it can give
     schedule: Any = None  # skiff.Cron | skiff.Period
     web: dict | None = None  # from the web decorators
     secrets: list = field(default_factory=list)  # skiff.Secret
@@ -111,9 +111,7 @@ def validate_gpu(gpu: Any) -> None:
 
 
 def _check_not_yet(name: str, value: Any) -> None:
-    if name == "gpu":
-        validate_gpu(value)
-    elif name == "ephemeral_disk":
+    if name == "ephemeral_disk":
         parts = value if isinstance(value, tuple) else (value,)
         if not all(isinstance(p, int | float) and not isinstance(p, bool) and p > 0 for p in parts):
             raise InvalidError(f"{name}= must be a positive number or a (request, limit) pair, got {value!r}")
@@ -187,6 +185,10 @@ def build_options(given: dict[str, Any]) -> FunctionOptions:
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 512:
             raise InvalidError(f"cpu= must be a number of cores above 0, or a (request, limit) pair, got {cpu!r}")
         opts.cpu = float(limit)
+    if "gpu" in given:
+        gpu = given.pop("gpu")
+        validate_gpu(gpu)
+        opts.gpu = gpu[0] if isinstance(gpu, list) else gpu
     if "schedule" in given:
         from .schedule import Cron, Period
 

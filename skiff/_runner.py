@@ -97,6 +97,7 @@ async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_pr
         target_concurrent_inputs=opts.target_concurrent_inputs,
         max_batch_size=opts.max_batch_size,
         batch_wait_ms=opts.batch_wait_ms,
+        gpu=opts.gpu,
         web=opts.web,
         schedule=opts.schedule.to_wire() if opts.schedule is not None else None,
     )

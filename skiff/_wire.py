@@ -111,6 +111,7 @@ class FunctionSpec:
     batch_wait_ms: int = 0
     secrets: list[SecretRef] = field(default_factory=list)
     volumes: list[VolumeRef] = field(default_factory=list)
+    gpu: str | None = None  # "A100", "H100:2", "any"
     web: dict | None = None  # {"type": fastapi|asgi|wsgi|server, "label", "method", ...}
     schedule: dict | None = None  # {"cron", "timezone"} or {"period"}
     is_template: bool = False  # a parameterized class: variants are made from it on demand

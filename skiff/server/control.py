@@ -30,6 +30,8 @@ from .._wire import (
 )
 from ..exception import InvalidError, NotFoundError, NotSupportedError
 from ..retries import Retries
+from ..worker.gpus import detect as detect_gpus
+from ..worker.gpus import parse_request as parse_gpu_request
 from ..worker.images import ImageBuilder
 from ..worker.runtime import BuiltImage, ContainerRuntime
 from .blobs import BlobStore
@@ -92,13 +94,14 @@ class ControlPlane:
         self.logs = LogSink(store)
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
+        gpu_inventory, self.gpu_source = detect_gpus()
         self.secrets = SecretVault(store, home / "secret.key")
         self.dicts = DictStore(store)
         self.queues = QueueStore(store)
         self.volumes = VolumeStore(store, home)
         self.ctx = ServerContext(
             store=store, blobs=self.blobs, logs=self.logs, runtime=runtime, server_url=server_url,
-            token=token, mounts_dir=mounts, placement=LocalPlacement(), secrets=self.secrets, volumes=self.volumes,
+            token=token, mounts_dir=mounts, placement=LocalPlacement(gpus=gpu_inventory), secrets=self.secrets, volumes=self.volumes,
             on_call_done=self._call_done,
         )
         self.runners: dict[str, FunctionRunner] = {}
@@ -218,6 +221,9 @@ class ControlPlane:
     async def prepare(self, spec: FunctionSpec) -> BuiltImage | None:
         """Check everything a function needs before any container starts; build its image."""
         validate_spec(spec)
+        gpu = parse_gpu_request(spec.gpu)
+        if gpu is not None:
+            self.ctx.placement.check_gpus(gpu, spec.name)
         caps = self.runtime.capabilities
         if not caps.resource_limits and (spec.memory or spec.cpu):
             arg = "memory=" if spec.memory else "cpu="

@@ -67,6 +67,10 @@ def build_app(
         control = ControlPlane(store, home, runtime, public_url, token)
         await control.start()
         app.state.control = control
+        inventory = control.ctx.placement.gpus
+        if inventory:
+            models = ", ".join(sorted({g.model for g in inventory}))
+            notes.append(f"GPUs: {len(inventory)} ({models}), from {control.gpu_source}")
         for note in notes:
             log.info("%s", note)
         log.info("skiff server ready: %s, runtime %s, database %s", public_url, runtime.name,

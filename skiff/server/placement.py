@@ -12,6 +12,9 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
+from ..exception import InvalidError
+from ..worker.gpus import Gpu, GpuRequest
+
 
 class Reclaimable(Protocol):
     def release_idle(self, n: int) -> int:
@@ -28,9 +31,11 @@ def default_capacity() -> int:
 
 
 class LocalPlacement:
-    def __init__(self, capacity: int | None = None) -> None:
+    def __init__(self, capacity: int | None = None, gpus: list[Gpu] | None = None) -> None:
         self.capacity = capacity or default_capacity()
         self.used = 0
+        self.gpus = list(gpus or [])
+        self._gpu_free = {g.index for g in self.gpus}
         self._waiting: dict[str, Callable[[], None]] = {}
         self._holders: dict[str, Reclaimable] = {}
 
@@ -58,6 +63,29 @@ class LocalPlacement:
         waiting, self._waiting = self._waiting, {}
         for wake in waiting.values():
             wake()
+
+    def check_gpus(self, request: GpuRequest, what: str) -> None:
+        """Fail now if this machine could never give ``request`` (not merely busy)."""
+        matching = [g for g in self.gpus if request.matches(g)]
+        if len(matching) < request.count:
+            have = ", ".join(sorted({g.model for g in self.gpus})) or "no GPUs"
+            raise InvalidError(
+                f"{what}: needs {request.count} x {request.model} GPU, and this machine has {have} "
+                f"({len(self.gpus)} in all). Set SKIFF_GPUS on the server to describe its GPUs if detection is wrong."
+            )
+
+    def take_gpus(self, request: GpuRequest, who: str, wake: Callable[[], None]) -> list[Gpu] | None:
+        """Whole GPUs for one container, or None (and ``wake`` later) if too few are free."""
+        free = [g for g in self.gpus if g.index in self._gpu_free and request.matches(g)]
+        if len(free) < request.count:
+            self._waiting[who] = wake
+            return None
+        chosen = free[: request.count]
+        self._gpu_free -= {g.index for g in chosen}
+        return chosen
+
+    def give_back_gpus(self, gpus: list[Gpu]) -> None:
+        self._gpu_free |= {g.index for g in gpus}
 
     def forget(self, who: str) -> None:
         self._waiting.pop(who, None)

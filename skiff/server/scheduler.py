@@ -27,6 +27,8 @@ from .._wire import (
 )
 from ..exception import ExecutionError, FunctionTimeoutError
 from ..retries import Retries
+from ..worker.gpus import Gpu
+from ..worker.gpus import parse_request as parse_gpu_request
 from ..worker.runtime import BuiltImage, ContainerHandle, ContainerRequest, ContainerRuntime
 from . import autoscaler
 from .blobs import BlobStore
@@ -54,6 +56,7 @@ class ContainerState:
     waiter: asyncio.Future | None = None  # its pending long-poll for inputs
     signals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # input ids to cancel
     secret_env: dict[str, str] = field(default_factory=dict)  # given to it at hello, never on disk
+    gpus: list[Gpu] = field(default_factory=list)  # the devices it holds
 
 
 @dataclass
@@ -269,6 +272,13 @@ class FunctionRunner:
     async def _start_container(self) -> None:
         cid = new_id("ta")
         c = ContainerState(id=cid)
+        request = parse_gpu_request(self.spec.gpu)
+        if request is not None:
+            taken = self.ctx.placement.take_gpus(request, self.id, self._poke.set)
+            if taken is None:  # all matching GPUs are busy: try again when one is given back
+                self.ctx.placement.release()
+                return
+            c.gpus = taken
         self.containers[cid] = c
         try:
             code_dir, mounts = await asyncio.to_thread(self._lay_out_files)
@@ -286,7 +296,7 @@ class FunctionRunner:
                 container_id=cid, function_id=self.id, function_name=self.spec.name,
                 code_dir=code_dir, server_url=self.ctx.server_url, token=self.ctx.token,
                 env=env, image=self.image, mounts=mounts,
-                memory_mib=self.spec.memory, cpu=self.spec.cpu, volumes=volumes,
+                memory_mib=self.spec.memory, cpu=self.spec.cpu, volumes=volumes, gpus=list(c.gpus),
             )
             c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
             await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
@@ -294,6 +304,7 @@ class FunctionRunner:
             log.exception("could not start a container for %s", self.spec.name)
             self.containers.pop(cid, None)
             self.ctx.placement.release()
+            self.ctx.placement.give_back_gpus(c.gpus)
             self.ctx.logs.write(self.app_id, cid, self.spec.name, "stderr", f"skiff: could not start container: {exc}")
             for inp in self.queue.drain():
                 self._fail(inp, "init_failure", ExecutionError(f"{self.spec.name}: could not start a container: {exc}"))
@@ -318,6 +329,7 @@ class FunctionRunner:
         if c is None:
             return
         self.ctx.placement.release()
+        self.ctx.placement.give_back_gpus(c.gpus)
         c.signals.put_nowait("")  # ends its signals long-poll, if one is waiting
         reason = c.stop_reason or ("exited" if code == 0 else f"exited with code {code}")
         if oom:

@@ -33,6 +33,7 @@ class ContainerRequest:
     memory_mib: int | None = None
     cpu: float | None = None
     volumes: list[tuple[Path, str]] = field(default_factory=list)  # (version's tree, container path), writable
+    gpus: list[Any] = field(default_factory=list)  # worker.gpus.Gpu, whole devices for this container
 
 
 @dataclass

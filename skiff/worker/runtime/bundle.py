@@ -97,3 +97,15 @@ def config(
         "mounts": mounts,
         "linux": linux,
     }
+
+
+def add_devices(spec: dict[str, Any], paths: list[str]) -> None:
+    """Give the container these character devices (GPUs), and allow them in its cgroup."""
+    devices, allow = [], []
+    for path in paths:
+        st = os.stat(path)
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        devices.append({"path": path, "type": "c", "major": major, "minor": minor, "fileMode": 0o666, "uid": 0, "gid": 0})
+        allow.append({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"})
+    spec["linux"]["devices"] = devices
+    spec["linux"]["resources"]["devices"] = [{"allow": False, "access": "rwm"}, *allow]

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import gpus
 from . import bundle
 from .base import BuiltImage, Capabilities, ContainerHandle, ContainerRequest, ExitSink, LogSink
 from .cgroups import ContainerCgroup
@@ -96,6 +97,11 @@ class OciRuntime:
                 (self.api_socket, IN_CONTAINER_API, False),
                 (self._resolv, "/etc/resolv.conf", True),
             ] + [(src, dst, True) for src, dst in req.mounts]
+            if req.gpus:
+                indices = [g.index for g in req.gpus]
+                env["SKIFF_GPU_INDICES"] = ",".join(map(str, indices))
+                env["NVIDIA_VISIBLE_DEVICES"] = ",".join(g.uuid or str(g.index) for g in req.gpus)
+                binds += [(f, f, True) for f in gpus.driver_files()]
             for i, (tree, path) in enumerate(req.volumes):
                 # The version's tree stays read-only below; this container writes above it.
                 merged = root / "volumes" / str(i) / "merged"
@@ -108,6 +114,8 @@ class OciRuntime:
                 binds=binds, rlimits=host_rlimits(), netns=network.path, cgroups_path=cgroup.runtime_path,
                 cpu=req.cpu,
             )
+            if req.gpus:
+                bundle.add_devices(spec, gpus.device_nodes([g.index for g in req.gpus]))
             (root / "config.json").write_text(json.dumps(spec))
             proc = await asyncio.create_subprocess_exec(
                 self.host.binary, "run", "--bundle", str(root), cid,

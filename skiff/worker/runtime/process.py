@@ -35,6 +35,8 @@ class ProcessRuntime:
                 "SKIFF_IS_CONTAINER": "1",
             }
         )
+        if req.gpus:  # no isolation here: the driver is told which devices to use
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g.index) for g in req.gpus)
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
