@@ -132,7 +132,7 @@ class ControlPlane:
         for task in self._tasks:
             task.cancel()
         for runner in list(self.runners.values()):
-            await runner.stop("the server stopped")
+            await runner.stop("the server stopped", wait=True)
         await self.logs.close()
 
     # -- apps ---------------------------------------------------------------------------

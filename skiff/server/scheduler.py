@@ -410,8 +410,10 @@ class FunctionRunner:
             self._ask_to_stop(c, "its slot was needed by another function")
         return max(0, spare)
 
-    async def stop(self, reason: str) -> None:
-        """Stop everything: pending inputs fail, containers are killed."""
+    async def stop(self, reason: str, wait: bool = False) -> None:
+        """Stop everything: pending inputs fail, busy containers are killed and idle ones
+        asked to stop (so @exit hooks run). With ``wait`` (the server is shutting down),
+        every container is killed and cleaned up before this returns."""
         self.stopped = True
         self.ctx.placement.forget(self.id)
         self._poke.set()
@@ -419,12 +421,15 @@ class FunctionRunner:
             self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: {reason} before the input ran"))
         self.queue.wake_all()
         for c in list(self.containers.values()):
-            if c.inflight or c.handle is None:
+            if c.inflight or c.handle is None or wait:
                 c.stopping, c.stop_reason = True, reason
                 await self._kill(c)
             else:
                 self._ask_to_stop(c, reason)  # idle: it exits by itself, running @exit hooks
         self._loop_task.cancel()
+        deadline = time.monotonic() + 10
+        while wait and self.containers and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # their exit handlers unmount and clean up
 
 
 def _cancelled() -> BaseException:

@@ -70,3 +70,10 @@ class Counter:
     @skiff.method()
     def add(self, n: int) -> int:
         return self.start + n
+
+
+@app.function(image=image)
+@skiff.fastapi_endpoint()
+def slow_page(seconds: float = 3.0) -> dict:
+    time.sleep(seconds)
+    return {"waited": seconds}

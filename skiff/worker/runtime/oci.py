@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,9 +58,18 @@ class OciRuntime:
         self.host = host
         self.state_dir = state_dir / "containers"
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_leftovers()
         self.api_socket = api_socket
         self._resolv = state_dir / "resolv.conf"
         self._resolv.write_text(f"nameserver {DNS_SERVER}\n")
+
+    def _clean_leftovers(self) -> None:
+        """Containers of a server that died are gone, but their mounts may not be."""
+        for root in self.state_dir.iterdir():
+            for merged in sorted(root.glob("volumes/*/merged")) + [root / "rootfs"]:
+                bundle.unmount(merged)
+            subprocess.run([self.host.binary, "delete", "-f", root.name], capture_output=True)
+            shutil.rmtree(root, ignore_errors=True)
 
     def _common_binds(self) -> list[tuple[str | Path, str, bool]]:
         binds: list[tuple[str | Path, str, bool]] = [(src, dst, True) for src, dst in runtime_sources()]

@@ -1,0 +1,73 @@
+"""`skiff serve` live reload, and the gateway's answer to long requests."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.conftest import ROOT, ServerProcess, skiff_cli
+
+APP = '''
+import skiff
+
+app = skiff.App("servetest")
+
+
+@app.function()
+@skiff.wsgi_app()
+def hello():
+    def application(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"GREETING"]
+
+    return application
+'''
+
+
+def _get(url: str) -> str | None:
+    try:
+        return httpx.get(url, timeout=10).text
+    except httpx.HTTPError:
+        return None
+
+
+def test_serve_reloads_when_the_file_changes(client_env, tmp_path):
+    app_file = tmp_path / "serve_app.py"
+    app_file.write_text(APP.replace("GREETING", "hello v1"))
+    proc = subprocess.Popen([sys.executable, "-m", "skiff.cli", "serve", str(app_file), "--interval", "0.2"],
+                            env=client_env.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"{client_env.url}/servetest/hello"
+    try:
+        deadline = time.monotonic() + 60
+        while _get(url) != "hello v1":
+            assert time.monotonic() < deadline and proc.poll() is None, "serve never answered"
+            time.sleep(0.2)
+        app_file.write_text(APP.replace("GREETING", "hello v2"))
+        changed = time.monotonic()
+        while _get(url) != "hello v2":
+            assert time.monotonic() - changed < 30 and proc.poll() is None, "serve did not reload"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "reloading" in out and "stopped" in out
+
+
+def test_a_long_request_is_redirected_to_wait_again(tmp_path, database_url):
+    server = ServerProcess(tmp_path / "home", database_url, env={"SKIFF_WEB_RESPONSE_DEADLINE": "1"}).start()
+    try:
+        deployed = skiff_cli("deploy", "web_app.py", env=server.env, cwd=ROOT / "tests" / "apps", timeout=600)
+        assert deployed.returncode == 0, deployed.stderr
+        first = httpx.get(f"{server.url}/webtest/slow-page?seconds=3", timeout=30)
+        assert first.status_code == 303 and "__skiff_call=" in first.headers["location"]
+        followed = httpx.get(f"{server.url}/webtest/slow-page?seconds=3", timeout=60, follow_redirects=True)
+        assert followed.status_code == 200 and followed.json() == {"waited": 3.0}
+    finally:
+        server.stop()
+
+
