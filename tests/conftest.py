@@ -29,6 +29,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_mounts_left_behind(tmp_path_factory: pytest.TempPathFactory):
+    """Servers clean up their containers' mounts when they stop; if one was killed
+    instead, unmount what it left so pytest can delete its temporary directories."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    with open("/proc/self/mounts") as f:
+        leftovers = [line.split()[1] for line in f if line.split()[1].startswith(base)]
+    for target in sorted(leftovers, reverse=True):
+        subprocess.run(["umount", "-l", target], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     if not request.config.getoption("--postgres"):
