@@ -143,6 +143,18 @@ def fresh_server(tmp_path: Path, database_url: str | None, monkeypatch: pytest.M
     srv.stop()
 
 
+@pytest.fixture
+def point_client_at(monkeypatch: pytest.MonkeyPatch):
+    """Point this test's SDK calls at a server of the test module's own."""
+
+    def point(server: ServerProcess) -> ServerProcess:
+        _point_client_at(server, monkeypatch)
+        return server
+
+    yield point
+    run_sync(_client.reset_client())
+
+
 def container_pids(function_id: str) -> list[int]:
     """Host pids of the processes in a function's containers, whatever the runtime: the
     in-container runtime carries SKIFF_FUNCTION_ID in its environment."""

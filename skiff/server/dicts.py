@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from sqlalchemy import delete, func, select
 
+from .._object import check_name
 from ..exception import InvalidError, NotFoundError
-from .secrets import check_name
 from .store import Store
 from .store.models import DictEntryRow, DictRow, QueueItemRow, QueueRow
 
@@ -28,18 +28,23 @@ def _too_big(what: str, size: int, limit: int) -> InvalidError:
     return InvalidError(f"{what} is {size:,} bytes pickled; the limit is {limit:,}. Store big data in a Volume.")
 
 
+def _ensure(store: Store, row_type: type, kind: str, name: str, create: bool) -> None:
+    """Check a named object exists, creating it if asked; a missing one's error lists those that do."""
+    check_name(kind, name)
+    with store.session() as s, s.begin():
+        if s.get(row_type, name) is None:
+            if not create:
+                names = list(s.scalars(select(row_type.name)))
+                raise NotFoundError(f"no {kind} named {name!r}; {kind}s that exist: {', '.join(names) or 'none'}")
+            s.add(row_type(name=name, created_at=time.time()))
+
+
 class DictStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
     def ensure(self, name: str, create: bool) -> None:
-        check_name("dict", name)
-        with self.store.session() as s, s.begin():
-            if s.get(DictRow, name) is None:
-                if not create:
-                    names = list(s.scalars(select(DictRow.name)))
-                    raise NotFoundError(f"no dict named {name!r}; dicts that exist: {', '.join(names) or 'none'}")
-                s.add(DictRow(name=name, created_at=time.time()))
+        _ensure(self.store, DictRow, "dict", name, create)
 
     def list(self) -> list[str]:
         with self.store.session() as s:
@@ -104,13 +109,7 @@ class QueueStore:
         self._events: dict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
 
     def ensure(self, name: str, create: bool) -> None:
-        check_name("queue", name)
-        with self.store.session() as s, s.begin():
-            if s.get(QueueRow, name) is None:
-                if not create:
-                    names = list(s.scalars(select(QueueRow.name)))
-                    raise NotFoundError(f"no queue named {name!r}; queues that exist: {', '.join(names) or 'none'}")
-                s.add(QueueRow(name=name, created_at=time.time()))
+        _ensure(self.store, QueueRow, "queue", name, create)
 
     def list(self) -> list[str]:
         with self.store.session() as s:

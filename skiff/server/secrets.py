@@ -15,24 +15,15 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import delete, select
 
+from .._object import check_name
 from ..exception import InvalidError, NotFoundError
 from .store import Store
 from .store.models import SecretRow
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INLINE_PREFIX = "__inline-"  # secrets made from Secret.from_dict(...) and friends
 PROXY_PREFIX = "__proxy-"  # proxy auth tokens for web endpoints (`skiff token create`)
 _INTERNAL = (INLINE_PREFIX, PROXY_PREFIX)
-
-
-def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidError(
-            f"{kind} name {name!r} is not valid: use up to 128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 def load_key(path: Path) -> bytes:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from .._object import check_name
 from ..exception import InvalidError, NotFoundError
 from .blobs import BlobStore
-from .secrets import check_name
 from .store import Store
 from .store.models import VolumeRow, VolumeVersionRow
 

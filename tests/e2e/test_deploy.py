@@ -32,15 +32,8 @@ def deployed(tmp_path_factory, database_url):
 
 
 @pytest.fixture
-def web(deployed, monkeypatch):
-    from skiff import _client
-    from skiff._sync import run_sync
-
-    monkeypatch.setenv("SKIFF_HOME", str(deployed.home))
-    monkeypatch.setenv("SKIFF_SERVER_URL", deployed.url)
-    run_sync(_client.reset_client())
-    yield deployed
-    run_sync(_client.reset_client())
+def web(deployed, point_client_at):
+    return point_client_at(deployed)
 
 
 def test_seed_example_deploys_answers_through_the_gateway_and_scales_to_zero(web):

@@ -27,15 +27,8 @@ def gpu_server(tmp_path_factory, database_url):
 
 
 @pytest.fixture
-def client(gpu_server, monkeypatch):
-    from skiff import _client
-    from skiff._sync import run_sync
-
-    monkeypatch.setenv("SKIFF_HOME", str(gpu_server.home))
-    monkeypatch.setenv("SKIFF_SERVER_URL", gpu_server.url)
-    run_sync(_client.reset_client())
-    yield gpu_server
-    run_sync(_client.reset_client())
+def client(gpu_server, point_client_at):
+    return point_client_at(gpu_server)
 
 
 def test_old_names_are_accepted_with_a_deprecation_warning():
