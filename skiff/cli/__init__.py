@@ -20,14 +20,14 @@ def cli() -> None:
 
     \b
     Quick start:
-      skiff run hello.py              run an app's local entrypoint
-      skiff run hello.py::square --x 3  call one function
-      skiff deploy app.py             deploy it: web endpoints, schedules
-      skiff serve app.py              serve web endpoints with live reload
-      skiff app list                  see running and stopped apps
-      skiff app logs APP -f           follow an app's logs
-      skiff secret create NAME K=V    store a secret for functions
-      skiff volume put VOL FILE       upload to a volume
+      skiff run hello.py                  run an app's local entrypoint
+      skiff run hello.py::square --x 3    call one function
+      skiff deploy app.py                 deploy it: web endpoints, schedules
+      skiff serve app.py                  serve web endpoints with live reload
+      skiff app list                      see apps, versions and URLs
+      skiff app logs APP -f               follow an app's logs
+      skiff secret create NAME K=V        store a secret for functions
+      skiff volume put VOL FILE           upload to a volume
     """
 
 

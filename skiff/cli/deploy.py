@@ -14,7 +14,7 @@ from ._common import call
 from .run import find_app, import_file
 
 
-@click.command("deploy")
+@click.command("deploy", short_help="Deploy an app as a new version.")
 @click.argument("file", metavar="FILE")
 @click.option("--name", help="Deploy under this name instead of the app's own.")
 def deploy_command(file: str, name: str | None) -> None:
@@ -35,7 +35,7 @@ def deploy_command(file: str, name: str | None) -> None:
         click.echo(f"  {fn}: next run {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}")
 
 
-@click.command("serve")
+@click.command("serve", short_help="Serve an app's web endpoints with live reload.")
 @click.argument("file", metavar="FILE")
 @click.option("--interval", default=0.5, show_default=True, help="Seconds between checks for changed files.")
 def serve_command(file: str, interval: float) -> None:
