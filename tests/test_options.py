@@ -8,6 +8,7 @@ import pytest
 import skiff
 import skiff as modal
 from skiff import Retries
+from skiff._options import build_options
 from skiff.exception import InvalidError, NotSupportedError
 
 app = skiff.App("options-tests")
@@ -81,11 +82,9 @@ def test_min_above_max_containers():
     decorate(min_containers=2, max_containers=2)
 
 
-def test_gpu_not_supported_yet():
-    with pytest.raises(NotSupportedError, match="gpu= is not supported yet"):
-        app.function(gpu="A100")
-    with pytest.raises(NotSupportedError):
-        app.function(gpu=["H100:2", "A100-80GB", "any"])
+def test_gpu_specs_are_accepted():
+    assert build_options({"gpu": "A100"}).gpu == "A100"
+    assert build_options({"gpu": ["H100:2", "A100-80GB", "any"]}).gpu == "H100:2"
 
 
 def test_malformed_gpu_is_invalid_not_unsupported():
