@@ -185,8 +185,11 @@ class Container:
 
     def _run_web(self, input_id: str, request: dict, client: ContainerClient) -> list[dict]:
         """Stream one HTTP response back: its head, then each body chunk, as they come."""
+        def inbox() -> list[dict]:
+            return client.request("GET", f"/inbox?input_id={input_id}&timeout=25")["messages"]
+
         index = 0
-        for part in self.web.handle(request):
+        for part in self.web.handle(request, inbox):
             out = {"input_id": input_id, "status": "success", "result": {"data": ser.b64(part), "blob_id": None},
                    "gen_index": index}
             client.request("POST", "/exchange", {"outputs": [out], "want": 0, "timeout": 0})

@@ -9,6 +9,7 @@ as items (first ``{"status", "headers"}`` as JSON, then raw body chunks).
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import io
 import json
@@ -54,7 +55,12 @@ class WebHandler:
             threading.Thread(target=self._loop.run_forever, name="skiff-asgi", daemon=True).start()
             asyncio.run_coroutine_threadsafe(self._lifespan_startup(), self._loop).result(60)
 
-    def handle(self, request: dict) -> Iterator[bytes]:
+    def handle(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[bytes]:
+        """The response's items. ``inbox`` fetches what a websocket client sent since."""
+        if request.get("type") == "websocket":
+            if self.kind not in ("fastapi", "asgi"):
+                raise ValueError("websockets need an ASGI app (asgi_app or fastapi_endpoint)")
+            return self._asgi_websocket(request, inbox)
         if self.kind in ("fastapi", "asgi"):
             return self._asgi(request)
         if self.kind == "wsgi":
@@ -139,6 +145,46 @@ class WebHandler:
                 yield _head(msg["status"], headers)
             elif msg["type"] == "http.response.body" and msg.get("body"):
                 yield msg["body"]
+
+    def _asgi_websocket(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[bytes]:
+        """A websocket session: what the app sends goes out as JSON items; what the
+        client sends comes from the server's inbox for this input, by long-poll."""
+        assert self._loop is not None
+        out: queue.Queue = queue.Queue()
+        pending: list[dict] = []
+        scope = {
+            "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "scheme": "ws", "path": request["path"], "raw_path": request["path"].encode(),
+            "query_string": request["query_string"].encode(), "root_path": "",
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request["headers"]],
+            "client": tuple(request.get("client") or ("", 0)), "server": ("skiff", 80),
+            "subprotocols": request.get("subprotocols", []),
+        }
+
+        async def receive() -> dict:
+            while not pending:
+                pending.extend(await asyncio.get_running_loop().run_in_executor(None, inbox))
+            msg = pending.pop(0)
+            if "bytes_b64" in msg:
+                msg = {**msg, "bytes": base64.b64decode(msg.pop("bytes_b64"))}
+            return msg
+
+        async def send(msg: dict) -> None:
+            out.put(msg)
+
+        future = asyncio.run_coroutine_threadsafe(self.asgi(scope, receive, send), self._loop)
+        future.add_done_callback(lambda _f: out.put(None))
+        while True:
+            msg = out.get()
+            if msg is None:
+                future.result()
+                return
+            msg = dict(msg)
+            if isinstance(msg.get("bytes"), bytes | bytearray):
+                msg["bytes_b64"] = base64.b64encode(msg.pop("bytes")).decode()
+            if "headers" in msg:
+                msg["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in msg["headers"]]
+            yield json.dumps(msg).encode()
 
     # -- WSGI ------------------------------------------------------------------------------
 

@@ -105,6 +105,8 @@ class ControlPlane:
             on_call_done=self._call_done,
         )
         self.runners: dict[str, FunctionRunner] = {}
+        # What websocket clients sent, per input, waiting for the container to take it.
+        self.inboxes: dict[str, asyncio.Queue[dict]] = {}
         self.deployments = Deployments(self)
         self.schedules = Schedules(self)
         self.calls: dict[str, CallState] = {}
@@ -377,6 +379,21 @@ class ControlPlane:
             cancel.append(c.signals.get_nowait())
         cancel = [i for i in cancel if i]  # "" marks the container's end
         return ContainerSignals(cancel=cancel, stop=c.stopping or len(cancel) == 0)
+
+    async def take_inbox(self, function_id: str, container_id: str, input_id: str, timeout: float) -> list[dict]:
+        """Messages for a websocket input: the container long-polls for them."""
+        runner = self._container_runner(function_id, container_id)
+        if input_id not in runner.containers[container_id].inflight:
+            return [{"type": "websocket.disconnect", "code": 1001}]
+        inbox = self.inboxes.setdefault(input_id, asyncio.Queue())
+        try:
+            first = await asyncio.wait_for(inbox.get(), timeout)
+        except TimeoutError:
+            return []
+        messages = [first]
+        while not inbox.empty():
+            messages.append(inbox.get_nowait())
+        return messages
 
     # -- logs ------------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ response travels as JSON and raw bytes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hmac
 import json
 import os
@@ -41,10 +43,13 @@ class Gateway:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             return
-        if scope["type"] != "http":
-            await _plain(send, 501, "websockets are not supported by the skiff gateway yet")
-            return
         cp: ControlPlane = self._control()
+        if scope["type"] == "websocket":
+            try:
+                await self._websocket(cp, scope, receive, send)
+            except Error:
+                await send({"type": "websocket.close", "code": 1008})
+            return
         try:
             await self._handle(cp, scope, receive, send)
         except Error as exc:
@@ -89,6 +94,69 @@ class Gateway:
             args = Payload(data=ser.b64(ser.serialize(((request,), {}))))
             call_id = await cp.create_call(function_id, "web", [InputItem(idx=0, args=args)], True)
         await self._respond(cp, call_id, scope, query, send)
+
+    async def _websocket(self, cp: ControlPlane, scope: dict, receive: Any, send: Any) -> None:
+        """A websocket session with an ASGI app: one input for its whole life. What the
+        client sends goes to the input's inbox, which the container long-polls; what the
+        app sends comes back as the input's output items."""
+        app, label, inner = self._target(cp, scope)
+        function_id = cp.deployments.routes.get((app, label))
+        if function_id is None or function_id not in cp.runners:
+            raise NotFoundError(f"no web endpoint /{app}/{label}")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        if (cp.runners[function_id].spec.web or {}).get("requires_proxy_auth") and not await self._authorized(cp, headers):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await receive()  # websocket.connect: the app accepts or refuses it
+        request = {"type": "websocket", "path": inner, "query_string": scope.get("query_string", b"").decode("latin-1"),
+                   "headers": headers, "client": list(scope.get("client") or ["", 0]),
+                   "subprotocols": list(scope.get("subprotocols") or [])}
+        args = Payload(data=ser.b64(ser.serialize(((request,), {}))))
+        call_id = await cp.create_call(function_id, "web", [InputItem(idx=0, args=args)], True)
+        input_id = f"{call_id}:0"
+        inbox = cp.inboxes.setdefault(input_id, asyncio.Queue())
+        inbox.put_nowait({"type": "websocket.connect"})
+
+        async def client_to_app() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "websocket.disconnect":
+                    inbox.put_nowait({"type": "websocket.disconnect", "code": msg.get("code", 1000)})
+                    return
+                item: dict = {"type": "websocket.receive"}
+                if msg.get("text") is not None:
+                    item["text"] = msg["text"]
+                if msg.get("bytes") is not None:
+                    item["bytes_b64"] = base64.b64encode(msg["bytes"]).decode()
+                inbox.put_nowait(item)
+
+        reader = asyncio.create_task(client_to_app())
+        finished = False
+        try:
+            after = 0
+            while not finished:
+                res = await cp.outputs(call_id, after, 25.0)
+                for out in res.outputs:
+                    after = out.seq
+                    if out.status != "success" or out.gen_done:
+                        finished = True
+                        break
+                    msg = json.loads(base64.b64decode(out.result.data)) if out.result and out.result.data else {}
+                    if "bytes_b64" in msg:
+                        msg["bytes"] = base64.b64decode(msg.pop("bytes_b64"))
+                    if "headers" in msg:
+                        msg["headers"] = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in msg["headers"]]
+                    await send(msg)
+                    if msg.get("type") == "websocket.close":
+                        finished = True
+                        break
+                finished = finished or res.done
+        finally:
+            reader.cancel()
+            cp.inboxes.pop(input_id, None)
+            if not finished:
+                with contextlib.suppress(Error):
+                    await cp.cancel(call_id)  # the client went away mid-session
 
     async def _authorized(self, cp: ControlPlane, headers: list[tuple[str, str]]) -> bool:
         got = {k.lower(): v for k, v in headers}

@@ -20,7 +20,7 @@ def generate(request: dict) -> dict:
 @app.function(image=image)
 @skiff.asgi_app(label="streamer")
 def streamer():
-    from fastapi import FastAPI
+    from fastapi import FastAPI, WebSocket
     from fastapi.responses import StreamingResponse
 
     web = FastAPI()
@@ -33,6 +33,16 @@ def streamer():
                 time.sleep(0.05)
 
         return StreamingResponse(chunks(), media_type="text/plain")
+
+    @web.websocket("/ws")
+    async def echo(ws: WebSocket):
+        await ws.accept()
+        while True:
+            text = await ws.receive_text()
+            if text == "bye":
+                await ws.close()
+                return
+            await ws.send_text(f"echo: {text}")
 
     return web
 

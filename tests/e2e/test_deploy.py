@@ -59,6 +59,17 @@ def test_other_kinds_of_endpoints(web):
     assert missing.status_code == 404 and "/webtest/generate" in missing.text
 
 
+def test_websockets_reach_an_asgi_app(web):
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{web.port}/webtest/streamer/ws", open_timeout=60) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=30) == "echo: hello"
+        ws.send("again")
+        assert ws.recv(timeout=30) == "echo: again"
+        ws.send("bye")
+
+
 def test_proxy_auth(web):
     assert httpx.get(f"{web.url}/webtest/private", timeout=30).status_code == 401
     token = skiff_cli("token", "create", env=web.env)

@@ -35,3 +35,9 @@ async def init_failure(function_id: str, container_id: str, body: ContainerOutpu
 async def signals(function_id: str, container_id: str, timeout: float = Query(20.0, ge=0, le=60),
                   cp: ControlPlane = Depends(control)):
     return wire(await cp.container_signals(function_id, container_id, timeout))
+
+
+@router.get("/inbox")
+async def inbox(function_id: str, container_id: str, input_id: str, timeout: float = Query(20.0, ge=0, le=60),
+                cp: ControlPlane = Depends(control)):
+    return {"messages": await cp.take_inbox(function_id, container_id, input_id, timeout)}
