@@ -424,10 +424,17 @@ def machine() -> str:
             f"Linux {platform.release()}, cgroup v{1 if not Path('/sys/fs/cgroup/cgroup.controllers').exists() else 2}")
 
 
+def skiff_commit() -> str:
+    """The commit of the checkout skiff is imported from, and where, if not this one (a
+    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
+    checkout = Path(skiff.__file__).resolve().parent.parent
+    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
+    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
+
+
 def versions(crun: str, podman: str) -> str:
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True)
     return (f"Python {platform.python_version()}, skiff {skiff.__version__} "
-            f"(commit {commit.stdout.strip() or 'unknown'}), {crun}, {podman}")
+            f"({skiff_commit()}), {crun}, {podman}")
 
 
 def append_results(table_rows: list[tuple[str, ...]], command: str, args: argparse.Namespace,

@@ -225,12 +225,19 @@ def machine() -> str:
     return f"{len(os.sched_getaffinity(0))} CPUs ({model}), {mem_kb / 2**20:.1f} GiB memory"
 
 
+def skiff_commit() -> str:
+    """The commit of the checkout skiff is imported from, and where, if not this one (a
+    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
+    checkout = Path(skiff.__file__).resolve().parent.parent
+    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
+    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
+
+
 def versions() -> str:
     import ray
 
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True)
     return (f"Python {platform.python_version()}, skiff {skiff.__version__} "
-            f"(commit {commit.stdout.strip() or 'unknown'}), Ray {ray.__version__}")
+            f"({skiff_commit()}), Ray {ray.__version__}")
 
 
 def append_results(table_rows: list[tuple[str, ...]], command: str, software: str,
