@@ -184,17 +184,29 @@ class Container:
                 self.cancellation.current = None
 
     def _run_web(self, input_id: str, request: dict, client: ContainerClient) -> list[dict]:
-        """Stream one HTTP response back: its head, then each body chunk, as they come."""
+        """Send one HTTP response back as items: its head, then its body chunks.
+
+        A quick response goes back whole with the container's next round trip; a
+        streaming one is sent chunk by chunk as the app produces it (the head waits for
+        the first chunk, so a plain response costs no extra request).
+        """
+
         def inbox() -> list[dict]:
             return client.request("GET", f"/inbox?input_id={input_id}&timeout=25")["messages"]
 
+        held: list[dict] = []
         index = 0
-        for part in self.web.handle(request, inbox):
-            out = {"input_id": input_id, "status": "success", "result": {"data": ser.b64(part), "blob_id": None},
-                   "gen_index": index}
-            client.request("POST", "/exchange", {"outputs": [out], "want": 0, "timeout": 0})
+        for part, last in self.web.handle(request, inbox):
+            held.append({"input_id": input_id, "status": "success", "gen_index": index,
+                         "result": {"data": ser.b64(part), "blob_id": None}})
             index += 1
-        return [{"input_id": input_id, "status": "success", "result": None, "gen_done": True, "gen_index": index}]
+            if last:
+                break
+            if index > 1 or request.get("type") == "websocket":  # streaming: don't hold chunks back
+                client.request("POST", "/exchange", {"outputs": held, "want": 0, "timeout": 0})
+                held = []
+        return held + [{"input_id": input_id, "status": "success", "result": None, "gen_done": True,
+                        "gen_index": index}]
 
     def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict,
                        client: ContainerClient) -> list[dict]:

@@ -55,8 +55,9 @@ class WebHandler:
             threading.Thread(target=self._loop.run_forever, name="skiff-asgi", daemon=True).start()
             asyncio.run_coroutine_threadsafe(self._lifespan_startup(), self._loop).result(60)
 
-    def handle(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[bytes]:
-        """The response's items. ``inbox`` fetches what a websocket client sent since."""
+    def handle(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[tuple[bytes, bool]]:
+        """The response's items, each with whether it ends the response. ``inbox``
+        fetches what a websocket client sent since."""
         if request.get("type") == "websocket":
             if self.kind not in ("fastapi", "asgi"):
                 raise ValueError("websockets need an ASGI app (asgi_app or fastapi_endpoint)")
@@ -109,7 +110,7 @@ class WebHandler:
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
 
-    def _asgi(self, request: dict) -> Iterator[bytes]:
+    def _asgi(self, request: dict) -> Iterator[tuple[bytes, bool]]:
         assert self._loop is not None
         out: queue.Queue = queue.Queue()
         path, query = request["path"], request["query_string"]
@@ -142,11 +143,13 @@ class WebHandler:
                 return
             if msg["type"] == "http.response.start":
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in msg.get("headers", [])]
-                yield _head(msg["status"], headers)
-            elif msg["type"] == "http.response.body" and msg.get("body"):
-                yield msg["body"]
+                yield _head(msg["status"], headers), False
+            elif msg["type"] == "http.response.body":
+                last = not msg.get("more_body", False)
+                if msg.get("body") or last:
+                    yield msg.get("body", b""), last
 
-    def _asgi_websocket(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[bytes]:
+    def _asgi_websocket(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[tuple[bytes, bool]]:
         """A websocket session: what the app sends goes out as JSON items; what the
         client sends comes from the server's inbox for this input, by long-poll."""
         assert self._loop is not None
@@ -184,11 +187,11 @@ class WebHandler:
                 msg["bytes_b64"] = base64.b64encode(msg.pop("bytes")).decode()
             if "headers" in msg:
                 msg["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in msg["headers"]]
-            yield json.dumps(msg).encode()
+            yield json.dumps(msg).encode(), False
 
     # -- WSGI ------------------------------------------------------------------------------
 
-    def _wsgi(self, request: dict) -> Iterator[bytes]:
+    def _wsgi(self, request: dict) -> Iterator[tuple[bytes, bool]]:
         environ = {
             "REQUEST_METHOD": request["method"], "SCRIPT_NAME": "", "PATH_INFO": request["path"],
             "QUERY_STRING": request["query_string"], "SERVER_NAME": "skiff", "SERVER_PORT": "80",
@@ -212,12 +215,8 @@ class WebHandler:
         try:
             chunks = iter(result)
             first = next(chunks, b"")
-            yield _head(started[0], [(k, v) for k, v in started[1]])
-            if first:
-                yield first
-            for chunk in chunks:
-                if chunk:
-                    yield chunk
+            yield _head(started[0], [(k, v) for k, v in started[1]]), False
+            yield from _with_last(first, chunks)
         finally:
             close = getattr(result, "close", None)
             if close:
@@ -225,16 +224,27 @@ class WebHandler:
 
     # -- web_server ------------------------------------------------------------------------
 
-    def _proxy(self, request: dict) -> Iterator[bytes]:
+    def _proxy(self, request: dict) -> Iterator[tuple[bytes, bool]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         url = request["path"] + ("?" + request["query_string"] if request["query_string"] else "")
         headers = {k: v for k, v in request["headers"] if k.lower() not in ("host", "content-length")}
         conn.request(request["method"], url, body=request["body"] or None, headers=headers)
         resp = conn.getresponse()
-        yield _head(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() != "transfer-encoding"])
-        while chunk := resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK):
-            yield chunk
+        yield _head(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() != "transfer-encoding"]), False
+        yield from _with_last(resp.read1(CHUNK), iter(lambda: resp.read1(CHUNK), b""))
         conn.close()
+
+
+def _with_last(first: bytes, rest: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Body chunks, each with whether it is the last (looking one chunk ahead)."""
+    current = first
+    for chunk in rest:
+        if not chunk:
+            continue
+        if current:
+            yield current, False
+        current = chunk
+    yield current, True
 
 
 def _wait_for_port(port: int, timeout: float) -> None:

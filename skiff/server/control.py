@@ -40,6 +40,7 @@ from .deployments import Deployments
 from .dicts import DictStore, QueueStore
 from .ids import new_id
 from .images import ImageService
+from .journal import CallJournal
 from .logs import LogSink
 from .placement import LocalPlacement
 from .scheduler import FunctionRunner, ServerContext
@@ -92,6 +93,7 @@ class ControlPlane:
         self.images = ImageService(builder)
         self.runtime = runtime
         self.logs = LogSink(store)
+        self.journal = CallJournal(store)
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
         gpu_inventory, self.gpu_source = detect_gpus()
@@ -117,6 +119,7 @@ class ControlPlane:
     async def start(self) -> None:
         await self.store.run(self._recover)
         self.logs.start()
+        self.journal.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         await self.deployments.recover()
         self.schedules.start()
@@ -136,6 +139,7 @@ class ControlPlane:
         for runner in list(self.runners.values()):
             await runner.stop("the server stopped", wait=True)
         await self.logs.close()
+        await self.journal.close()
 
     # -- apps ---------------------------------------------------------------------------
 
@@ -289,7 +293,7 @@ class ControlPlane:
         runner = self.runner(function_id)
         call = CallState(id=new_id("fc"), function_id=function_id, kind=kind)
         self.calls[call.id] = call
-        await self.store.run(self.store.create_call, call.id, function_id, kind)
+        self.journal.created(call.id, function_id, kind)
         self._add_inputs(runner, call, inputs, complete)
         return call.id
 
@@ -339,9 +343,7 @@ class ControlPlane:
 
     def _call_done(self, call: CallState) -> None:
         status = "cancelled" if call.cancelled else "done"
-        asyncio.ensure_future(
-            self.store.run(self.store.finish_call, call.id, status, call.num_inputs, call.num_failures)
-        )
+        self.journal.finished(call.id, status, call.num_inputs, call.num_failures)
 
     # -- containers ------------------------------------------------------------------------
 

@@ -133,17 +133,15 @@ class Store:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def create_call(self, call_id: str, function_id: str, kind: str) -> None:
+    def record_calls(self, created: list[dict], finished: list[dict]) -> None:
+        """New call rows, then the end of calls, in one transaction (see journal.py)."""
         with self.session() as s, s.begin():
-            s.add(CallRow(id=call_id, function_id=function_id, kind=kind, status="pending", created_at=time.time()))
-
-    def finish_call(self, call_id: str, status: str, num_inputs: int, num_failures: int) -> None:
-        with self.session() as s, s.begin():
-            s.execute(
-                update(CallRow)
-                .where(CallRow.id == call_id)
-                .values(status=status, finished_at=time.time(), num_inputs=num_inputs, num_failures=num_failures)
-            )
+            if created:
+                s.execute(CallRow.__table__.insert(), created)
+            for row in finished:
+                s.execute(update(CallRow).where(CallRow.id == row["id"]).values(
+                    status=row["status"], finished_at=row["finished_at"], num_inputs=row["num_inputs"],
+                    num_failures=row["num_failures"]))
 
     def get_call(self, call_id: str) -> CallRow | None:
         with self.session() as s:
