@@ -14,6 +14,7 @@ import os
 import threading
 import urllib.parse
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from . import config
@@ -39,6 +40,14 @@ class Client:
     async def stream(self, path: str, params: dict | None = None) -> AsyncIterator[bytes]:
         """A GET's body in chunks (this base version reads it whole)."""
         yield await self.request("GET", path, params=params)
+
+    async def upload(self, path: str, file: Path, on_bytes: Any = None) -> None:
+        """PUT a local file's bytes, streamed from disk."""
+        raise NotImplementedError
+
+    async def download(self, path: str, params: dict | None, dest: Path) -> None:
+        """GET into a local file, streamed to disk."""
+        raise NotImplementedError
 
     async def close(self) -> None:
         return None
@@ -93,6 +102,21 @@ class HttpxClient(Client):
         except self._httpx.ConnectError as exc:
             raise ConnectionError(_unreachable(self.server_url)) from exc
 
+    async def upload(self, path: str, file: Path, on_bytes: Any = None) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            with open(file, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, 8 << 20):
+                    if on_bytes:
+                        on_bytes(len(chunk))
+                    yield chunk
+
+        await self.request("PUT", path, content=chunks())
+
+    async def download(self, path: str, params: dict | None, dest: Path) -> None:
+        with open(dest, "wb") as f:
+            async for chunk in self.stream(path, params):
+                await asyncio.to_thread(f.write, chunk)
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -133,6 +157,27 @@ class StdlibClient(Client):
         else:
             body, ctype = (None if json is None else jsonlib.dumps(json).encode()), "application/json"
         return await asyncio.to_thread(self._send, method, url, body, ctype)
+
+
+    def _checked(self, result: tuple[int, str, bytes]) -> None:
+        status, rtype, payload = result
+        if status >= 400:
+            raise _error(status, rtype, payload)
+
+    async def upload(self, path: str, file: Path, on_bytes: Any = None) -> None:
+        try:
+            self._checked(await asyncio.to_thread(self._http().upload, API_PREFIX + path, str(file)))
+        except ServerGone as exc:
+            raise ConnectionError(str(exc)) from exc
+        if on_bytes:
+            on_bytes(file.stat().st_size)
+
+    async def download(self, path: str, params: dict | None, dest: Path) -> None:
+        url = API_PREFIX + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        try:
+            self._checked(await asyncio.to_thread(self._http().download, url, str(dest)))
+        except ServerGone as exc:
+            raise ConnectionError(str(exc)) from exc
 
 
 def _param(value: Any) -> str:

@@ -7,6 +7,7 @@ runs inside a container, where httpx may not be installed in the user's image.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import time
 import urllib.parse
@@ -69,6 +70,37 @@ class BlockingHTTP:
                 if attempt + 1 < attempts:
                     time.sleep(min(1.0, 0.05 * 2**attempt))
         raise ServerGone(f"skiff server at {self.where} stopped answering")
+
+    def upload(self, url: str, path: str) -> tuple[int, str, bytes]:
+        """PUT a file's bytes, read from disk block by block: memory stays flat."""
+        size = os.path.getsize(path)
+        headers = {**self._auth, "Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        try:
+            with open(path, "rb") as f:
+                conn = self._connection()
+                conn.blocksize = 1 << 20
+                conn.request("PUT", url, body=f, headers=headers)
+                resp = conn.getresponse()
+                return resp.status, resp.headers.get("content-type", ""), resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise ServerGone(f"uploading to the skiff server at {self.where} failed: {exc}") from exc
+
+    def download(self, url: str, dest: str) -> tuple[int, str, bytes]:
+        """GET into a file, chunk by chunk; on an error status, the error body instead."""
+        try:
+            conn = self._connection()
+            conn.request("GET", url, headers=dict(self._auth))
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                return resp.status, resp.headers.get("content-type", ""), resp.read()
+            with open(dest, "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+            return resp.status, resp.headers.get("content-type", ""), b""
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise ServerGone(f"downloading from the skiff server at {self.where} failed: {exc}") from exc
 
     def close(self) -> None:
         if self._conn is not None:

@@ -52,19 +52,8 @@ def sha256_file(path: Path) -> str:
 
 
 async def upload_file(client: Any, path: Path, sha: str, on_bytes: Any = None) -> None:
-    """Stream one file to the volume blob store, in chunks: memory stays flat."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        with open(path, "rb") as f:
-            while True:
-                chunk = await asyncio.to_thread(f.read, 8 * CHUNK)
-                if not chunk:
-                    return
-                if on_bytes:
-                    on_bytes(len(chunk))
-                yield chunk
-
-    await client.request("PUT", f"/volume-blobs/{sha}", content=chunks())
+    """Stream one file to the volume blob store: memory stays flat for any size."""
+    await client.upload(f"/volume-blobs/{sha}", path, on_bytes)
 
 
 class _Mounted:
@@ -136,8 +125,7 @@ class Volume(NamedObject):
                 target = mount.path / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(f".{target.name}.skiff-reload")
-                with open(tmp, "wb") as f:
-                    f.write(await client.request("GET", f"/volumes/{self.name}/file", params={"path": path}))
+                await client.download(f"/volumes/{self.name}/file", {"path": path}, tmp)
                 os.chmod(tmp, entry.get("mode", 0o644))
                 os.replace(tmp, target)
         for path in set(base) - set(latest["manifest"]):
