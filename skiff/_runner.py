@@ -133,22 +133,22 @@ async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_pr
     return spec
 
 
-_warned = False
+_server_runtime: str | None = None
 
 
-async def _warn_once(client: Client) -> None:
-    """Say once per process if the server had to fall back to something weaker."""
-    global _warned
-    if _warned:
-        return
-    _warned = True
-    try:
-        info = await client.request("GET", "/health")
-    except Exception:
-        return
-    for note in info.get("notes", []):
-        if note.startswith("warning:"):
-            print(f"skiff: {note}", file=sys.stderr)
+async def _check_server(client: Client) -> str:
+    """The server's runtime; says once per process if it fell back to something weaker."""
+    global _server_runtime
+    if _server_runtime is None:
+        try:
+            info = await client.request("GET", "/health")
+        except Exception:
+            return "unknown"
+        _server_runtime = info.get("runtime", "unknown")
+        for note in info.get("notes", []):
+            if note.startswith("warning:"):
+                print(f"skiff: {note}", file=sys.stderr)
+    return _server_runtime
 
 
 class LogPrinter:
@@ -181,8 +181,12 @@ class RunningApp:
 
     async def start(self) -> None:
         self.client = client = await get_client()
-        await _warn_once(client)
+        runtime = await _check_server(client)
         self.app._running = self
+        targets = [*self.app.registered_functions.values(), *self.app.registered_classes.values()]
+        if runtime == "oci" and any(t.options.image is None for t in targets):
+            # Functions without image= run in the default image: show its first build too.
+            await build_image(client, Image.debian_slim(), show_progress=self.show_logs)
         info = await client.request("POST", "/apps", json={"name": self.app.name or "ephemeral-app", "kind": "ephemeral"})
         self.app_id = info["app_id"]
         self._heartbeat_interval = info["heartbeat_interval"]
