@@ -22,11 +22,12 @@ app served directly by uvicorn, and the latency of a request that finds no conta
   one request at a time) gives the per-request latency floor of each.
 - cold request: ``hello`` set to ``min_containers=0`` (``scaledown_window=2``); the script
   waits until the server reports no container for it (``Function.get_current_stats()``
-  ``num_total_runners == 0``), then times one ``GET`` on a new connection, from connect
-  to the last byte of the body: the gateway queues the request, the server starts a
-  container (image cached), the container imports FastAPI and the app, takes the
-  request and streams the response back. One untimed cold request first, then
-  ``--cold-runs`` timed ones; p50 / p99.
+  ``num_total_runners == 0``, then the app's container count, which keeps a stopping
+  container until the runtime cleaned it up, at 0), then times one ``GET`` on a new
+  connection, from connect to the last byte of the body: the gateway queues the request,
+  the server starts a container (image cached), the container imports FastAPI and the
+  app, takes the request and streams the response back. One untimed cold request
+  first, then ``--cold-runs`` timed ones; p50 / p99.
 
 Targets: the gateway keeps at least 50% of direct uvicorn's throughput (1 container);
 a cold request takes at most 500 ms (p50) with the image cached.
@@ -36,9 +37,10 @@ scratch ``SKIFF_HOME`` whose ``images`` links to the test suite's shared layer c
 ``SKIFF_TEST_IMAGE_CACHE`` or /var/tmp/skiff-test-images; a free port), deploys the app
 (building its image once per machine), then measures direct uvicorn (started and
 stopped around its runs, while the skiff server idles), the gateway configurations
-(switched with ``Function.update_autoscaler``) and cold requests, one after the other.
-Before each measurement it waits until no other ``bench/*.py`` script is running, since
-they share the CPUs. It prints a table and appends it, with the date, the machine, the
+(switched with ``Function.update_autoscaler``; while containers are kept warm their
+``scaledown_window`` is 600 s, see ``WARM_SCALEDOWN_S``) and cold requests, one after
+the other. Before each measurement it waits until no other ``bench/*.py`` script is
+running, since they share the CPUs. It prints a table and appends it, with the date, the machine, the
 software versions and the command, to ``bench/RESULTS.md``.
 
 The app is defined at module level because a skiff container imports the function's
@@ -107,6 +109,11 @@ OTHER_BENCHES = r"bench/(map_throughput|volume|remote_latency|cold_start)\.py"
 EXPECTED = {"hello": "world"}
 THREADS, CONNECTIONS = 2, 16
 WARMUP_S = 2
+COLD_SCALEDOWN_S = 2.0
+# While containers are kept warm, a long scale-down window: the server's scaling loop spins
+# (a busy loop on its event loop) once a container that min_containers keeps has been idle
+# longer than scaledown_window, which would take a CPU from whatever is measured.
+WARM_SCALEDOWN_S = 600.0
 
 TARGET_FRACTION_OF_DIRECT = 0.5
 TARGET_COLD_P50_MS = 500.0
@@ -240,10 +247,22 @@ class SkiffServer:
                 self.stop()
                 raise RuntimeError(f"skiff server did not start; its log:\n{self.log.read_text(errors='replace')}")
             time.sleep(0.05)
+        return self.get("/v1/health")  # type: ignore[return-value]
+
+    def get(self, path: str) -> dict | list:
         token = (self.home / "token").read_text().strip()
-        req = urllib.request.Request(self.url + "/v1/health", headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.load(resp)
+
+    def wait_no_containers(self, app_name: str, timeout: float = 60.0) -> None:
+        """Until the app has no container at all, stopping ones included (the server
+        reports a container until the runtime has cleaned it up)."""
+        deadline = time.monotonic() + timeout
+        while (have := sum(a["containers"] for a in self.get(f"/v1/apps/{app_name}"))) != 0:  # type: ignore[index]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"app {app_name} still has {have} container(s) after {timeout:g} s")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -269,7 +288,7 @@ def wait_runners(fn: skiff.Function, n: int, timeout: float = 120.0, poll: float
 
 def warm(fn: skiff.Function, url: str, containers: int) -> None:
     """Pin ``fn`` to exactly ``containers`` containers and wait until they all answer."""
-    fn.update_autoscaler(min_containers=containers, max_containers=containers)
+    fn.update_autoscaler(min_containers=containers, max_containers=containers, scaledown_window=WARM_SCALEDOWN_S)
     wait_runners(fn, containers)
     check_answer(url)
 
@@ -309,6 +328,8 @@ def measure_gateway(duration: float, repeats: int, cold_runs: int,
             one = skiff.Function.from_name("webbench", "hello")
             many = skiff.Function.from_name("webbench", "hello_concurrent")
             url, url_concurrent = one.get_web_url(), many.get_web_url()
+            for fn in (one, many):
+                fn.update_autoscaler(scaledown_window=WARM_SCALEDOWN_S)
 
             direct_results = direct()  # uvicorn, while this server idles with one warm container
 
@@ -317,17 +338,18 @@ def measure_gateway(duration: float, repeats: int, cold_runs: int,
             r_one = load(f"gateway, 1 container, {CONNECTIONS} connections", url, duration, repeats)
             warm(one, url, 2)
             r_two = load(f"gateway, 2 containers, {CONNECTIONS} connections", url, duration, repeats)
-            one.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=2)
+            one.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=COLD_SCALEDOWN_S)
             warm(many, url_concurrent, 1)
             r_conc = load(f"gateway, 1 container @concurrent(max_inputs={CONCURRENT_INPUTS}), "
                           f"{CONNECTIONS} connections", url_concurrent, duration, repeats)
-            many.update_autoscaler(min_containers=0, max_containers=1)
+            many.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=COLD_SCALEDOWN_S)
 
             samples = []
             wait_for_quiet()
             for i in range(cold_runs + 1):
                 wait_runners(one, 0)
                 wait_runners(many, 0)
+                server.wait_no_containers(app.name)  # type: ignore[arg-type]
                 start = time.perf_counter()
                 status, body = get(url)
                 elapsed = (time.perf_counter() - start) * 1000
@@ -425,7 +447,7 @@ def print_table(table_rows: list[tuple[str, ...]]) -> None:
         table.add_column(name, justify="left" if i in (0, len(HEADER) - 1) else "right")
     for row in table_rows:
         table.add_row(*row)
-    Console(width=max(130, shutil.get_terminal_size().columns)).print(table)  # no wrapped cells
+    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)  # no wrapped cells
 
 
 def machine() -> str:
@@ -438,20 +460,26 @@ def machine() -> str:
             f"Linux {platform.release()}")
 
 
+def skiff_commit() -> str:
+    """The commit of the checkout skiff is imported from, and where, if not this one (a
+    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
+    checkout = Path(skiff.__file__).resolve().parent.parent
+    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
+    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
+
+
 def versions() -> str:
     from importlib.metadata import version
 
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True)
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     wrk_line = (wrk_version.stdout + wrk_version.stderr).strip().splitlines()[0].split(" [")[0]
-    return (f"Python {platform.python_version()}, skiff {skiff.__version__} "
-            f"(commit {commit.stdout.strip() or 'unknown'}), uvicorn {version('uvicorn')}, "
-            f"fastapi {version('fastapi')} (direct; the container's image pip-installs the newest), "
-            f"{wrk_line}")
+    return (f"Python {platform.python_version()}, skiff {skiff.__version__} ({skiff_commit()}), "
+            f"uvicorn {version('uvicorn')}, fastapi {version('fastapi')} (direct; the container's image "
+            f"pip-installs the newest), {wrk_line}")
 
 
 def append_results(table_rows: list[tuple[str, ...]], command: str, args: argparse.Namespace,
-                   gw: GatewayResults) -> None:
+                   gw: GatewayResults, load_avg: tuple[float, float]) -> None:
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nEach section is one run of a script in `bench/`, appended by it.\n")
     lines = [
@@ -460,7 +488,7 @@ def append_results(table_rows: list[tuple[str, ...]], command: str, args: argpar
         "",
         f"- machine: {machine()}",
         f"- software: {versions()}",
-        f"- command: `{command}`",
+        f"- command: `{command}`; 1-minute load average {load_avg[0]:.2f} at the start, {load_avg[1]:.2f} at the end",
         f"- a `@skiff.fastapi_endpoint` returning `{{\"hello\": \"world\"}}` through the gateway of a skiff server on "
         f"its `oci` runtime (warm containers pinned with `min_containers = max_containers`), vs the same FastAPI "
         f"app under `uvicorn --factory` on 127.0.0.1 (one process); load: `wrk -t{THREADS} -c{CONNECTIONS} "
@@ -491,6 +519,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         parser.error("wrk is missing; scripts/setup-bench installs it")
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    load_before = os.getloadavg()[0]
 
     print("skiff gateway (server on the oci runtime) and uvicorn directly:", flush=True)
     gw, direct = measure_gateway(args.duration, args.repeats, args.cold_runs,
@@ -498,7 +527,7 @@ def main() -> None:
     table_rows = rows(gw, direct)
     print_table(table_rows)
     if not args.no_record:
-        append_results(table_rows, command, args, gw)
+        append_results(table_rows, command, args, gw, (load_before, os.getloadavg()[0]))
         print(f"appended to {os.path.relpath(RESULTS)}")
 
 

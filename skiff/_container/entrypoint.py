@@ -256,7 +256,9 @@ class Container:
         max_inputs = self.spec.get("max_inputs") or 0
         done = 0
         outputs: list[dict] = []
-        slow = False  # inputs that take a while are taken (and answered) one at a time
+        # Inputs that take a while are taken (and answered) one at a time; so are web
+        # requests, whose callers wait on each response.
+        slow = self.web is not None
         while True:
             batch = 1 if slow else PREFETCH
             want = batch if not max_inputs else max(0, min(batch, max_inputs - done))
@@ -269,7 +271,7 @@ class Container:
                 started = time.monotonic()
                 outputs.extend(self.run_input(inp))
                 done += 1
-                slow = time.monotonic() - started > SLOW_INPUT
+                slow = self.web is not None or time.monotonic() - started > SLOW_INPUT
                 if slow and i + 1 < len(work["inputs"]) and time.monotonic() - flushed > SLOW_INPUT:
                     # Don't hold finished outputs behind the rest of a prefetched batch.
                     self.client.request("POST", "/exchange", {"outputs": outputs, "want": 0, "timeout": 0})

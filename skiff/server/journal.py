@@ -38,7 +38,7 @@ class CallJournal:
 
     def created(self, call_id: str, function_id: str, kind: str) -> None:
         self._created.append({"id": call_id, "function_id": function_id, "kind": kind, "status": "pending",
-                              "created_at": time.time(), "num_inputs": 0, "num_failures": 0})
+                              "created_at": time.time(), "finished_at": None, "num_inputs": 0, "num_failures": 0})
         self._pending.set()
 
     def finished(self, call_id: str, status: str, num_inputs: int, num_failures: int) -> None:
@@ -49,6 +49,11 @@ class CallJournal:
     async def flush(self) -> None:
         created, self._created = self._created, []
         finished, self._finished = self._finished, []
+        # A call that began and ended within one batch is written once, already finished.
+        new = {row["id"]: row for row in created}
+        for row in [f for f in finished if f["id"] in new]:
+            new[row["id"]].update(row)
+        finished = [f for f in finished if f["id"] not in new]
         if created or finished:
             await self._store.run(self._store.record_calls, created, finished)
 

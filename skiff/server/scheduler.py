@@ -365,8 +365,14 @@ class FunctionRunner:
     async def _scale_loop(self) -> None:
         while not self.stopped:
             now = time.time()
-            idle = {cid: c.idle_since for cid, c in self.containers.items() if c.idle_since is not None and not c.stopping}
-            wait = autoscaler.next_expiry(self.knobs, idle, now)
+            alive = [c for c in self.containers.values() if not c.stopping]
+            seen = autoscaler.Observed(backlog=len(self.queue), running_inputs=self.running_inputs(), containers=len(alive))
+            wait = None
+            if len(alive) > autoscaler.desired_containers(self.knobs, seen):
+                # Only containers that may be stopped have a window worth waking up for: one
+                # kept by min_containers would otherwise wake this loop again and again.
+                idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.inflight}
+                wait = autoscaler.next_expiry(self.knobs, idle, now)
             try:
                 await asyncio.wait_for(self._poke.wait(), wait)
             except TimeoutError:

@@ -3,6 +3,7 @@ real server: container counts come from Function.get_current_stats()."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -140,3 +141,21 @@ def test_batched_calls_are_gathered_and_split(running):
 def test_batched_function_returning_the_wrong_length_fails_clearly(running):
     with pytest.raises(ValueError, match="must return a list of"):
         list(scale_app.wrong_length.map([1, 2, 3, 4]))
+
+
+def _cpu_seconds(pid: int) -> float:
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_server_with_warm_containers_stays_idle(running):
+    """Containers kept by min_containers outlive their scaledown window without the
+    scaling loop waking up again and again."""
+    scale_app.warm.update_autoscaler(scaledown_window=1)
+    wait_for(lambda: runners(scale_app.warm) == 2, what="2 warm containers")
+    time.sleep(1.5)  # past the window
+    before = _cpu_seconds(running.proc.pid)
+    time.sleep(2.0)
+    assert _cpu_seconds(running.proc.pid) - before < 0.5

@@ -24,11 +24,11 @@ except ImportError:  # pragma: no cover - orjson is optional
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def control(request: Request) -> ControlPlane:
+async def control(request: Request) -> ControlPlane:
     return request.app.state.control
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:  # async: no thread-pool hop per request
     expected: str = request.app.state.token
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")

@@ -138,10 +138,8 @@ class Store:
         with self.session() as s, s.begin():
             if created:
                 s.execute(CallRow.__table__.insert(), created)
-            for row in finished:
-                s.execute(update(CallRow).where(CallRow.id == row["id"]).values(
-                    status=row["status"], finished_at=row["finished_at"], num_inputs=row["num_inputs"],
-                    num_failures=row["num_failures"]))
+            if finished:
+                s.execute(update(CallRow), finished)  # one executemany, by primary key
 
     def get_call(self, call_id: str) -> CallRow | None:
         with self.session() as s:
