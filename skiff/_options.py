@@ -8,7 +8,6 @@ silently ignored.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,6 @@ from .retries import Retries
 
 MAX_TIMEOUT = 24 * 3600
 
-_GPU_SPEC = re.compile(r"^(any|[a-z][a-z0-9]*(-[0-9]+gb)?)(:[1-8])?$", re.IGNORECASE)
 
 # Arguments whose capability arrives with a later piece of skiff, and which piece.
 _NOT_YET = {
@@ -102,12 +100,13 @@ def _seconds(name: str, value: Any, *, maximum: float) -> float:
 
 
 def validate_gpu(gpu: Any) -> None:
+    from .worker.gpus import parse_request  # the placement's own parser: one grammar for gpu=
+
     specs = gpu if isinstance(gpu, list) else [gpu]
     for spec in specs:
-        if not isinstance(spec, str) or not _GPU_SPEC.match(spec):
-            raise InvalidError(
-                f"gpu= must look like 'A100', 'A100-80GB', 'H100:2' or 'any' (or a list of those), got {spec!r}"
-            )
+        if not isinstance(spec, str) or not spec:
+            raise InvalidError(f"gpu= must look like 'A100', 'A100-80GB', 'H100:2' or 'any' (or a list of those), got {spec!r}")
+        parse_request(spec)
 
 
 def _check_not_yet(name: str, value: Any) -> None:

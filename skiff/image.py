@@ -22,9 +22,7 @@ with nothing changed is a lookup. Local files are mounted at container start unl
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -219,8 +217,6 @@ class Image:
             steps[0]["force"] = True
         return steps
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_wire(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _env_force() -> bool:

@@ -85,6 +85,8 @@ def test_min_above_max_containers():
 def test_gpu_specs_are_accepted():
     assert build_options({"gpu": "A100"}).gpu == "A100"
     assert build_options({"gpu": ["H100:2", "A100-80GB", "any"]}).gpu == "H100:2"
+    with pytest.raises(InvalidError, match="H100:9"):  # the placement's grammar: 1 to 8 GPUs
+        build_options({"gpu": "H100:9"})
 
 
 def test_malformed_gpu_is_invalid_not_unsupported():

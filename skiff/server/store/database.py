@@ -141,10 +141,6 @@ class Store:
             if finished:
                 s.execute(update(CallRow), finished)  # one executemany, by primary key
 
-    def get_call(self, call_id: str) -> CallRow | None:
-        with self.session() as s:
-            return s.get(CallRow, call_id)
-
     # -- containers ------------------------------------------------------------------------
 
     def container_started(self, container_id: str, app_id: str, function_id: str, runtime: str) -> None:
@@ -168,14 +164,6 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(ContainerRow).where(ContainerRow.state == "running")))
 
-    def usage_seconds(self, app_id: str) -> float:
-        now = time.time()
-        with self.session() as s:
-            rows = s.execute(
-                select(ContainerRow.started_at, ContainerRow.stopped_at).where(ContainerRow.app_id == app_id)
-            )
-            return sum((stopped or now) - started for started, stopped in rows)
-
     # -- logs ------------------------------------------------------------------------------
 
     def append_logs(self, rows: list[dict]) -> None:
@@ -189,10 +177,6 @@ class Store:
                     select(LogRow).where(LogRow.app_id == app_id, LogRow.seq > after).order_by(LogRow.seq).limit(limit)
                 )
             )
-
-    def last_log_seq(self, app_id: str) -> int:
-        with self.session() as s:
-            return s.scalar(select(func.max(LogRow.seq)).where(LogRow.app_id == app_id)) or 0
 
     # -- deployments ---------------------------------------------------------------------
 
