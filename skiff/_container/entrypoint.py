@@ -191,20 +191,28 @@ class Container:
         the first chunk, so a plain response costs no extra request).
         """
 
+        inbox_client: list[ContainerClient] = []  # its own connection: the app reads while we send
+
         def inbox() -> list[dict]:
-            return client.request("GET", f"/inbox?input_id={input_id}&timeout=25")["messages"]
+            if not inbox_client:
+                inbox_client.append(self._new_client())
+            return inbox_client[0].request("GET", f"/inbox?input_id={input_id}&timeout=25")["messages"]
 
         held: list[dict] = []
         index = 0
-        for part, last in self.web.handle(request, inbox):
-            held.append({"input_id": input_id, "status": "success", "gen_index": index,
-                         "result": {"data": ser.b64(part), "blob_id": None}})
-            index += 1
-            if last:
-                break
-            if index > 1 or request.get("type") == "websocket":  # streaming: don't hold chunks back
-                client.request("POST", "/exchange", {"outputs": held, "want": 0, "timeout": 0})
-                held = []
+        try:
+            for part, last in self.web.handle(request, inbox):
+                held.append({"input_id": input_id, "status": "success", "gen_index": index,
+                             "result": {"data": ser.b64(part), "blob_id": None}})
+                index += 1
+                if last:
+                    break
+                if index > 1 or request.get("type") == "websocket":  # streaming: don't hold chunks back
+                    client.request("POST", "/exchange", {"outputs": held, "want": 0, "timeout": 0})
+                    held = []
+        finally:
+            for extra in inbox_client:
+                extra.close()
         return held + [{"input_id": input_id, "status": "success", "result": None, "gen_done": True,
                         "gen_index": index}]
 
