@@ -102,6 +102,50 @@ class BlockingHTTP:
             self.close()
             raise ServerGone(f"downloading from the skiff server at {self.where} failed: {exc}") from exc
 
+    def put_body(self, url: str, body: bytes | memoryview) -> tuple[int, str, bytes]:
+        """PUT a body held in memory, sent as it is (a memoryview is not copied)."""
+        return self._once("PUT", url, body, "application/octet-stream", "uploading to")
+
+    def fetch_into(self, url: str, fd: int, offset: int, buffer: bytearray) -> tuple[int, str, bytes]:
+        """GET a body straight into an open file at ``offset``, through ``buffer``; the
+        body's length is returned in place of the body. On an error status, the error
+        body instead."""
+        try:
+            conn = self._connection()
+            conn.request("GET", url, headers=dict(self._auth))
+            resp = conn.getresponse()
+            if resp.status >= 400:
+                return resp.status, resp.headers.get("content-type", ""), resp.read()
+            view = memoryview(buffer)
+            written = held = 0
+            while True:  # fill the buffer, then write it at once: few large writes are cheaper
+                n = resp.readinto(view[held:])
+                held += n
+                if held == len(view) or (n == 0 and held):
+                    part = view[:held]
+                    while part:
+                        done = os.pwrite(fd, part, offset + written)
+                        part = part[done:]
+                        written += done
+                    held = 0
+                if n == 0:
+                    break
+            return resp.status, resp.headers.get("content-type", ""), str(written).encode()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise ServerGone(f"downloading from the skiff server at {self.where} failed: {exc}") from exc
+
+    def _once(self, method: str, url: str, body: bytes | memoryview, ctype: str, doing: str) -> tuple[int, str, bytes]:
+        headers = {**self._auth, "Content-Type": ctype}
+        try:
+            conn = self._connection()
+            conn.request(method, url, body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.headers.get("content-type", ""), resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise ServerGone(f"{doing} the skiff server at {self.where} failed: {exc}") from exc
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

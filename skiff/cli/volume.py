@@ -1,13 +1,12 @@
 """``skiff volume``: create, inspect and move files in and out of volumes.
 
-``put`` and ``get`` stream in chunks, so a file of any size moves with flat memory, and
-show a progress bar on a terminal.
+``put`` and ``get`` move files block by block (see :mod:`skiff.volume`), a few blocks at
+a time, so a file of any size moves with flat memory, and show a progress bar on a
+terminal.
 """
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import click
 
 from .._client import get_client
-from ..volume import Volume, sha256_file, upload_file
+from ..volume import Volume, download_files, store_files
 from ._common import call, table
 
 
@@ -80,17 +79,10 @@ def put(name: str, local_path: str, remote_path: str, force: bool) -> None:
             if clash:
                 raise click.ClickException(f"{clash[0]} already exists in volume {name}; use --force to overwrite")
         total = sum(p.stat().st_size for p in targets.values())
-        changes = {}
         with _progress(f"put {name}", total) as bar:
-            for remote, path in targets.items():
-                sha = sha256_file(path)
-                missing = (await client.request("POST", "/volume-blobs/missing", json={"blob_ids": [sha]}))["blob_ids"]
-                if missing:
-                    await upload_file(client, path, sha, on_bytes=bar.advance)
-                else:
-                    bar.advance(path.stat().st_size)
-                st = path.stat()
-                changes[remote] = {"sha256": sha, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode)}
+            remotes = list(targets)
+            entries = await store_files(client, [targets[r] for r in remotes], on_bytes=bar.advance)
+        changes = dict(zip(remotes, entries, strict=True))
         res = await client.request("POST", f"/volumes/{name}/commit", json={"changes": changes})
         return res["version"]
 
@@ -108,27 +100,35 @@ def get(name: str, remote_path: str, local_path: str, force: bool) -> None:
 
     async def do() -> int:
         vol = Volume.from_name(name)
-        entries = [e for e in await vol.listdir.aio(remote_path, recursive=True) if e.type == "file"]
+        client = await vol._client()
+        listing = await client.request("GET", f"/volumes/{name}/ls", params={"path": remote_path, "recursive": True})
+        entries = [e for e in listing["entries"] if e["type"] == "file"]  # manifest entries, with their paths
         root = remote_path.strip("/")
         if local_path == "-":
             for e in entries:
-                async for chunk in vol.read_file.aio(e.path):
+                async for chunk in vol.read_file.aio(e["path"]):
                     sys.stdout.buffer.write(chunk)
             return len(entries)
         dest = Path(local_path)
-        with _progress(f"get {name}", sum(e.size for e in entries)) as bar:
-            for e in entries:
-                rel = Path(e.path).name if e.path == root else Path(e.path[len(root):].lstrip("/"))
-                target = dest / rel if dest.is_dir() or len(entries) > 1 or e.path != root else dest
-                if target.exists() and not force:
-                    raise click.ClickException(f"{target} exists; use --force to overwrite")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.skiff-part")
-                with open(tmp, "wb") as f:
-                    async for chunk in vol.read_file.aio(e.path):
-                        f.write(chunk)
-                        bar.advance(len(chunk))
-                os.replace(tmp, target)
+        files = []
+        for e in entries:
+            rel = Path(e["path"]).name if e["path"] == root else Path(e["path"][len(root):].lstrip("/"))
+            target = dest / rel if dest.is_dir() or len(entries) > 1 or e["path"] != root else dest
+            if target.exists() and not force:
+                raise click.ClickException(f"{target} exists; use --force to overwrite")
+            files.append((e, target))
+        temps = []
+        for entry, target in files:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temps.append((entry, target.with_name(f".{target.name}.skiff-part")))
+        try:
+            with _progress(f"get {name}", sum(e["size"] for e in entries)) as bar:
+                await download_files(client, temps, on_bytes=bar.advance)
+            for (_, target), (_, tmp) in zip(files, temps, strict=True):
+                tmp.replace(target)
+        finally:
+            for _, tmp in temps:
+                tmp.unlink(missing_ok=True)
         return len(entries)
 
     count = call(do())

@@ -6,28 +6,55 @@ once however many versions and volumes hold it. A commit applies a container's c
 on top of the *current* version, so when two writers commit the same file the last one
 wins, and different files from both survive.
 
-Containers see a version through overlayfs: the version's tree of hard links to blobs is
-the read-only lower layer, and each container writes into an upper directory of its own,
-so a write never touches a blob.
+A file's content is a list of blocks (``skiff.volume.BLOCK`` bytes each, the last one
+shorter), each a blob named by its sha256, so blocks hash and travel in parallel and a
+block the store has is never sent again. Entries committed before blocks existed name one
+blob for the whole file (``sha256``) and are read as a file of one block.
+
+Containers see a version through overlayfs: the version's tree of hard links is the
+read-only lower layer, and each container writes into an upper directory of its own, so a
+write never touches a blob. A one-block file links to its blob; a file of several blocks
+is assembled once into ``volume-trees/.files`` and linked from every tree that holds it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
 import os
 import posixpath
 import shutil
+import socket
+import stat
+import tempfile
+import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import select
 
 from .._object import check_name
 from ..exception import InvalidError, NotFoundError
-from .blobs import BlobStore
+from ..volume import (
+    BLOCK,
+    MAX_FDS,
+    block_spans,
+    entry_blocks,
+    read_block,
+    recv_message,
+    send_message,
+)
+from .blobs import BlobStore, check_blob_id
 from .store import Store
 from .store.models import VolumeRow, VolumeVersionRow
 
+log = logging.getLogger(__name__)
+
 KEEP_VERSIONS = 5  # older versions (and blobs only they hold) are dropped
+CACHED_MANIFESTS = 64  # parsed manifests kept in memory (a version never changes)
 
 
 def clean_path(path: str) -> str:
@@ -46,6 +73,12 @@ class VolumeStore:
         self.blobs = BlobStore(home / "volume-blobs")
         self.trees = home / "volume-trees"
         self.trees.mkdir(parents=True, exist_ok=True)
+        self.files = self.trees / ".files"  # assembled multi-block files, by file_key
+        self.files.mkdir(exist_ok=True)
+        self.socket_path = home / "run" / "volume-transfer.sock"
+        self._manifests: OrderedDict[tuple[str, float, int], dict] = OrderedDict()
+        self._manifests_lock = threading.Lock()
+        self._local: LocalTransfer | None = None
 
     # -- volumes ------------------------------------------------------------------------
 
@@ -76,38 +109,73 @@ class VolumeStore:
             return out
 
     def manifest(self, name: str, version: int | None = None) -> tuple[int, dict]:
+        """(version, manifest) of the current or a given version. The result is shared
+        with a cache (a version never changes): read it, never modify it."""
         with self.store.session() as s:
             row = s.get(VolumeRow, name)
             if row is None:
                 raise NotFoundError(self._missing(s, name))
             v = row.version if version is None else version
+            key = (name, row.created_at, v)  # a volume deleted and made again starts over at 0
+            with self._manifests_lock:
+                cached = self._manifests.get(key)
+                if cached is not None:
+                    self._manifests.move_to_end(key)
+                    return v, cached
             ver = s.get(VolumeVersionRow, (name, v))
             if ver is None:
                 raise NotFoundError(f"volume {name!r} has no version {v} (its current version is {row.version})")
+            with self._manifests_lock:
+                self._manifests[key] = ver.manifest
+                while len(self._manifests) > CACHED_MANIFESTS:
+                    self._manifests.popitem(last=False)
             return v, ver.manifest
+
+    def _checked_entry(self, path: str, entry: dict) -> dict:
+        """A committed entry in stored form, ``{"blocks", "size", "mode"}``, once its blocks
+        are known to be stored and to add up to its size; or an error saying what is wrong."""
+        if not isinstance(entry, dict) or not ("blocks" in entry or "sha256" in entry) or "size" not in entry:
+            raise InvalidError(f"file {path}: an entry needs \"blocks\" (a list of blob ids), \"size\" and "
+                               "optionally \"mode\"")
+        blocks = entry.get("blocks") or [entry.get("sha256")]
+        if not isinstance(blocks, list) or not all(isinstance(b, str) for b in blocks):
+            raise InvalidError(f"file {path}: \"blocks\" must be a list of blob ids")
+        size, mode = entry["size"], entry.get("mode", 0o644)
+        if not isinstance(size, int) or size < 0 or not isinstance(mode, int):
+            raise InvalidError(f"file {path}: \"size\" and \"mode\" must be non-negative integers")
+        for blob_id in blocks:
+            check_blob_id(blob_id)
+        sizes = [self.blobs.size(b) for b in blocks]
+        for blob_id, got in zip(blocks, sizes, strict=True):
+            if got is None:
+                raise InvalidError(f"file {path} (blob {blob_id[:12]}) was not uploaded before the commit")
+        expected = [length for _, length in block_spans(size, len(blocks))]
+        if sizes != expected:
+            raise InvalidError(f"file {path}: its blocks hold {sizes} bytes, but a {size}-byte file is "
+                               f"{len(blocks)} block(s) of {BLOCK} bytes, the last one shorter")
+        return {"blocks": blocks, "size": size, "mode": mode & 0o7777}
 
     def commit(self, name: str, changes: dict[str, dict | None]) -> int:
         """Apply ``changes`` (path -> entry, or None to delete) on top of the current
         version; returns the new version."""
+        checked: dict[str, dict | None] = {}
         for path, entry in changes.items():
             if clean_path(path) != path or not path:
                 raise InvalidError(f"volume path {path!r} must be relative and normalized")
-            if entry is not None and not self.blobs.exists(entry["sha256"]):
-                raise InvalidError(f"file {path} (blob {entry['sha256'][:12]}) was not uploaded before the commit")
+            checked[path] = None if entry is None else self._checked_entry(path, entry)
         with self.store.session() as s, s.begin():
             row = s.get(VolumeRow, name, with_for_update=True)
             if row is None:
                 raise NotFoundError(self._missing(s, name))
             manifest = dict(s.get(VolumeVersionRow, (name, row.version)).manifest)
-            for path, entry in changes.items():
+            for path, entry in checked.items():
                 if entry is None:
                     manifest.pop(path, None)
                     prefix = path + "/"
                     for other in [p for p in manifest if p.startswith(prefix)]:
                         del manifest[other]
                 else:
-                    manifest[path] = {"sha256": entry["sha256"], "size": int(entry["size"]),
-                                      "mode": int(entry.get("mode", 0o644))}
+                    manifest[path] = entry
             row.version += 1
             s.add(VolumeVersionRow(volume_name=name, version=row.version, manifest=manifest, created_at=time.time()))
             old = list(s.scalars(select(VolumeVersionRow).where(
@@ -128,9 +196,12 @@ class VolumeStore:
         self.collect_garbage()
 
     def collect_garbage(self) -> int:
-        """Delete blobs no remaining version refers to; returns how many."""
+        """Delete blobs (and assembled files) no remaining version refers to; returns how
+        many blobs."""
         with self.store.session() as s:
-            live = {e["sha256"] for m in s.scalars(select(VolumeVersionRow.manifest)) for e in m.values()}
+            entries = [e for m in s.scalars(select(VolumeVersionRow.manifest)) for e in m.values()]
+        live = {b for e in entries for b in entry_blocks(e)}
+        live_files = {file_key(entry_blocks(e)) for e in entries}
         freed = 0
         for sub in self.blobs.root.iterdir():
             if not sub.is_dir() or sub.name == "tmp":
@@ -139,6 +210,9 @@ class VolumeStore:
                 if blob.name not in live:
                     blob.unlink(missing_ok=True)
                     freed += 1
+        for assembled in self.files.iterdir():
+            if assembled.name not in live_files:
+                assembled.unlink(missing_ok=True)
         return freed
 
     # -- reading ----------------------------------------------------------------------------
@@ -163,12 +237,13 @@ class VolumeStore:
             raise NotFoundError(f"volume {name!r} has no file or directory {base!r}")
         return list(out.values())
 
-    def file_blob(self, name: str, path: str) -> Path:
+    def file_blobs(self, name: str, path: str) -> list[Path]:
+        """The blob files that hold a volume file's content, in order."""
         _, manifest = self.manifest(name)
         entry = manifest.get(clean_path(path))
         if entry is None:
             raise NotFoundError(f"volume {name!r} has no file {clean_path(path)!r}")
-        return self.blobs.path(entry["sha256"])
+        return [self.blobs.path(b) for b in entry_blocks(entry)]
 
     def copy(self, name: str, sources: list[str], dest: str) -> int:
         """Copy files (or directories) within the volume; a blob is shared, not copied."""
@@ -186,7 +261,7 @@ class VolumeStore:
                     target = posixpath.join(dst, posixpath.basename(src_base)) if into_dir else dst
                 else:
                     target = posixpath.join(dst, posixpath.basename(src_base), e["path"][len(src_base) + 1:])
-                changes[target] = {"sha256": e["sha256"], "size": e["size"], "mode": e["mode"]}
+                changes[target] = {"blocks": entry_blocks(e), "size": e["size"], "mode": e["mode"]}
         return self.commit(name, changes)
 
     # -- containers -------------------------------------------------------------------------
@@ -202,9 +277,161 @@ class VolumeStore:
         for path, entry in manifest.items():
             dest = staging / path
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.link(self.blobs.path(entry["sha256"]), dest)
+            os.link(self._whole_file(entry), dest)
         try:
             staging.rename(target)
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+    def _whole_file(self, entry: dict) -> Path:
+        """A file holding the entry's whole content, to hard-link into a tree: its blob
+        when it has one block, else the blocks assembled once (in the kernel, with
+        ``copy_file_range``) and kept for every version that holds the same content."""
+        blocks = entry_blocks(entry)
+        if len(blocks) == 1:
+            return self.blobs.path(blocks[0])
+        target = self.files / file_key(blocks)
+        if target.exists():
+            return target
+        fd, tmp = tempfile.mkstemp(dir=self.files, prefix=".assembling-")
+        try:
+            for blob_id, (offset, length) in zip(blocks, block_spans(entry["size"], len(blocks)), strict=True):
+                with open(self.blobs.path(blob_id), "rb") as src:
+                    copied = 0
+                    while copied < length:
+                        n = os.copy_file_range(src.fileno(), fd, length - copied, copied, offset + copied)
+                        if n == 0:
+                            raise RuntimeError(f"volume blob {blob_id} is shorter than its manifest says")
+                        copied += n
+            os.fchmod(fd, 0o444)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, target)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
+    # -- the local channel ----------------------------------------------------------------------
+
+    def local_transfer(self, token: str) -> Path:
+        """The local-transfer socket's path, starting its listener on first use."""
+        with self._manifests_lock:
+            if self._local is None:
+                self._local = LocalTransfer(self.blobs, self.socket_path, token)
+        return self.socket_path
+
+
+def file_key(blocks: list[str]) -> str:
+    """The name of a multi-block file assembled from ``blocks``."""
+    return hashlib.sha256(" ".join(blocks).encode()).hexdigest()
+
+
+class LocalTransfer:
+    """The server's half of same-machine volume transfers (``skiff.volume._LocalChannel``).
+
+    A Unix SOCK_SEQPACKET socket next to the API socket, served by threads of its own.
+    Every message carries the API token. ``store``: the client passes a read-only
+    descriptor of a regular file; each block is read into this process's memory, hashed
+    there and stored, so what is stored always matches its id, whatever the file does
+    meanwhile. ``open``: the server passes read-only descriptors of blobs the client
+    names. Neither side gets access it could not have had through HTTP with the token.
+    """
+
+    def __init__(self, blobs: BlobStore, path: Path, token: str) -> None:
+        self.blobs = blobs
+        self.token = token.encode()
+        self.pool = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)),
+                                       thread_name_prefix="skiff-volume-blocks")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o666)  # like the API socket: the token guards every message
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, name="skiff-volume-local", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._serve, args=(conn,), name="skiff-volume-local-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(600)
+        with conn:
+            while True:
+                try:
+                    message, fds = recv_message(conn, max_fds=1)
+                except (OSError, ValueError):
+                    return
+                try:
+                    self._handle(conn, message, fds)
+                except (InvalidError, NotFoundError, OSError) as exc:
+                    with _quiet():
+                        send_message(conn, {"error": str(exc)})
+                except Exception as exc:  # a bug here must not take the listener down
+                    log.exception("local volume transfer failed")
+                    with _quiet():
+                        send_message(conn, {"error": f"the server failed: {exc!r}"})
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+
+    def _handle(self, conn: socket.socket, message: dict, fds: list[int]) -> None:
+        if not hmac.compare_digest(str(message.get("token", "")).encode(), self.token):
+            raise InvalidError("missing or wrong API token on the local volume channel")
+        op = message.get("op")
+        if op == "hello":
+            send_message(conn, {"ok": True})
+        elif op == "store":
+            if len(fds) != 1:
+                raise InvalidError("a store message carries exactly one file descriptor")
+            self._store(conn, fds[0])
+        elif op == "open":
+            blob_ids = message.get("blob_ids")
+            if not isinstance(blob_ids, list) or len(blob_ids) > MAX_FDS:
+                raise InvalidError(f"an open message names at most {MAX_FDS} blob ids, as a list")
+            self._open(conn, [check_blob_id(str(b)) for b in blob_ids])
+        else:
+            raise InvalidError(f"unknown local volume operation {op!r}; expected hello, store or open")
+
+    def _store(self, conn: socket.socket, fd: int) -> None:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidError("only a regular file can be stored in a volume (not a pipe, device or directory)")
+        spans = block_spans(st.st_size, max(1, -(-st.st_size // BLOCK)))
+
+        def one(span: tuple[int, int]) -> str:
+            return self.blobs.put_bytes(read_block(fd, *span))
+
+        blocks = []
+        for blob_id, (_, length) in zip(self.pool.map(one, spans), spans, strict=True):
+            blocks.append(blob_id)
+            send_message(conn, {"bytes": length})
+        send_message(conn, {"done": True, "blocks": blocks, "size": st.st_size})
+
+    def _open(self, conn: socket.socket, blob_ids: list[str]) -> None:
+        fds = []
+        try:
+            for blob_id in blob_ids:
+                try:
+                    fds.append(os.open(self.blobs.path(blob_id), os.O_RDONLY | os.O_CLOEXEC))
+                except FileNotFoundError:
+                    raise NotFoundError(f"blob {blob_id} is not in the volume store") from None
+            send_message(conn, {"sizes": [os.fstat(fd).st_size for fd in fds]}, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+class _quiet:
+    """Ignore a failure to answer a client that has gone."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, *_) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)

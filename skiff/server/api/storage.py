@@ -8,10 +8,11 @@ import base64
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from ..._wire import API_PREFIX
-from ...exception import InvalidError
+from ...exception import InvalidError, NotFoundError
+from ...volume import BATCH_BLOBS, BATCH_BYTES, CHUNK, pack_blobs, unpack_blobs
 from ..blobs import check_blob_id
 from ..control import ControlPlane
 from .deps import control, require_token, wire
@@ -264,9 +265,94 @@ async def volume_blob_put(blob_id: str, request: Request, cp: ControlPlane = Dep
     return wire(None)
 
 
+@router.get("/volume-blobs/local")
+async def volume_blobs_local(request: Request, cp: ControlPlane = Depends(control)):
+    """Where the local-transfer socket listens, for clients on this machine."""
+    path = await asyncio.to_thread(cp.volumes.local_transfer, request.app.state.token)
+    return {"socket": str(path)}
+
+
+@router.get("/volume-blobs/{blob_id}")
+async def volume_blob_get(blob_id: str, cp: ControlPlane = Depends(control)):
+    path = cp.volumes.blobs.path(blob_id)
+    if not await asyncio.to_thread(path.exists):
+        raise NotFoundError(f"blob {blob_id} is not in the volume store")
+    return _file_response(path)
+
+
+@router.post("/volume-blobs/upload")
+async def volume_blobs_upload(request: Request, cp: ControlPlane = Depends(control)):
+    """Many small blobs in one request (a body made by ``skiff.volume.pack_blobs``, with a
+    header ``{"blobs": [[blob id, size], ...]}``); each is verified against its id."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > BATCH_BYTES + (1 << 20):
+            raise InvalidError(f"a batch of volume blobs is limited to {BATCH_BYTES} bytes; split it, or PUT "
+                               "large blobs to /volume-blobs/<id> one by one")
+    header, data = unpack_blobs(bytes(body), "volume blob upload")
+    blobs = header.get("blobs")
+    if (not isinstance(blobs, list) or len(blobs) > BATCH_BLOBS
+            or not all(isinstance(b, list) and len(b) == 2 and isinstance(b[1], int) and b[1] >= 0 for b in blobs)):
+        raise InvalidError(f"volume blob upload: the header needs \"blobs\": at most {BATCH_BLOBS} "
+                           "[blob id, size] pairs")
+    if sum(size for _, size in blobs) != len(data):
+        raise InvalidError(f"volume blob upload: the header lists {sum(size for _, size in blobs)} bytes of blobs, "
+                           f"but {len(data)} bytes follow it")
+    for blob_id, _ in blobs:
+        check_blob_id(str(blob_id))
+
+    def store() -> None:
+        at = 0
+        for blob_id, size in blobs:
+            cp.volumes.blobs.put_bytes(data[at:at + size], blob_id)
+            at += size
+
+    await asyncio.to_thread(store)
+    return {"stored": len(blobs)}
+
+
+@router.post("/volume-blobs/download")
+async def volume_blobs_download(body: Names, cp: ControlPlane = Depends(control)):
+    """Many small blobs in one response: a body made by ``skiff.volume.pack_blobs`` with a
+    header ``{"sizes": [...]}``, the blobs in the order asked for."""
+    if len(body.blob_ids) > BATCH_BLOBS:
+        raise InvalidError(f"ask for at most {BATCH_BLOBS} volume blobs at once; fetch large ones one by one")
+    for blob_id in body.blob_ids:
+        check_blob_id(blob_id)
+    blobs = cp.volumes.blobs
+
+    def read() -> bytes:
+        parts = []
+        for blob_id in body.blob_ids:
+            if (size := blobs.size(blob_id)) is None:
+                raise NotFoundError(f"blob {blob_id} is not in the volume store")
+            if size > BATCH_BYTES:
+                raise InvalidError(f"blob {blob_id} has {size} bytes; fetch it alone from /volume-blobs/<id>")
+            parts.append(blobs.path(blob_id).read_bytes())
+        if sum(len(p) for p in parts) > BATCH_BYTES:
+            raise InvalidError(f"the blobs asked for hold more than {BATCH_BYTES} bytes; ask for fewer at once")
+        return pack_blobs({"sizes": [len(p) for p in parts]}, parts)
+
+    return Response(await asyncio.to_thread(read), media_type="application/octet-stream")
+
+
 @router.get("/volumes/{name}/file")
 async def volume_file(name: str, path: str, cp: ControlPlane = Depends(control)):
-    blob = await _run(cp, cp.volumes.file_blob, name, path)
-    response = FileResponse(blob, media_type="application/octet-stream")
+    blobs = await _run(cp, cp.volumes.file_blobs, name, path)
+    if len(blobs) == 1:
+        return _file_response(blobs[0])
+
+    async def chunks():
+        for blob in blobs:
+            with open(blob, "rb") as f:
+                while chunk := await asyncio.to_thread(f.read, CHUNK):
+                    yield chunk
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+def _file_response(path) -> FileResponse:
+    response = FileResponse(path, media_type="application/octet-stream")
     response.chunk_size = 1 << 20  # Starlette's 64 KiB default makes large gets several times slower
     return response
