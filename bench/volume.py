@@ -20,7 +20,9 @@ to see a committed 1,000-file tree.
   before each timed transfer, so writeback of an earlier one does not slow it down; none
   of them syncs its own writes. The file the first get downloads is checked to be
   identical. The fixed cost of a CLI process (start-up plus one request, ``skiff volume
-  list``) is reported too.
+  list``) is reported too. The CLI on the server's machine moves blocks through the
+  server's local-transfer socket (file descriptors, no HTTP bodies); the same put and get
+  with ``SKIFF_VOLUME_LOCAL=0`` (HTTP only, as from another machine) are measured too.
 - 1,000-file tree: ``--files`` small files (1 KiB of random bytes each, in 10
   directories) uploaded with ``Volume.batch_upload()`` (timed) into ``bench-tree``, then
   the wall time from ``.remote()`` to the result of a function that mounts the volume
@@ -238,6 +240,8 @@ class IoResults:
     copyfile: Transfer
     cp: Transfer
     cli_fixed_s: float
+    http_put: Transfer
+    http_get: Transfer
 
 
 def measure_io(server: SkiffServer, work: Path, size_mib: int, repeats: int) -> IoResults:
@@ -269,27 +273,30 @@ def measure_io(server: SkiffServer, work: Path, size_mib: int, repeats: int) -> 
     fixed = median([timed_command(cli("volume", "list"), env).seconds for _ in range(5)])
     print(f"  CLI start-up + one request (`skiff volume list`): {fixed * 1000:.0f} ms", flush=True)
 
-    puts, gets, copies, cps = [], [], [], []
+    puts, gets, copies, cps, http_puts, http_gets = [], [], [], [], [], []
     put_growth: list[float] = []
     get_growth: list[float] = []
+    http_env = dict(env, SKIFF_VOLUME_LOCAL="0")
     for r in range(repeats):
-        subprocess.run(cli("volume", "delete", "-y", IO_VOLUME), env=env, capture_output=True)
-        timed_command(cli("volume", "create", IO_VOLUME), env)
-        os.sync()
-        with server_peak_growth(server.proc.pid, put_growth):
-            puts.append(timed_command(cli("volume", "put", IO_VOLUME, str(src), "/big.bin"), env))
-        fresh(out)
-        with server_peak_growth(server.proc.pid, get_growth):
-            gets.append(timed_command(cli("volume", "get", IO_VOLUME, "/big.bin", str(out)), env))
-        if r == 0 and sha256_file(out) != expected:
-            raise RuntimeError("the file `skiff volume get` downloaded differs from the one uploaded")
-        fresh(out)
+        for put_runs, get_runs, run_env in ((puts, gets, env), (http_puts, http_gets, http_env)):
+            subprocess.run(cli("volume", "delete", "-y", IO_VOLUME), env=env, capture_output=True)
+            timed_command(cli("volume", "create", IO_VOLUME), env)
+            os.sync()
+            with server_peak_growth(server.proc.pid, put_growth):
+                put_runs.append(timed_command(cli("volume", "put", IO_VOLUME, str(src), "/big.bin"), run_env))
+            fresh(out)
+            with server_peak_growth(server.proc.pid, get_growth):
+                get_runs.append(timed_command(cli("volume", "get", IO_VOLUME, "/big.bin", str(out)), run_env))
+            if r == 0 and sha256_file(out) != expected:
+                raise RuntimeError("the file `skiff volume get` downloaded differs from the one uploaded")
+            fresh(out)
         copies.append(timed_call(lambda: shutil.copyfile(src, out)))
         fresh(out)
         cps.append(timed_command(["cp", str(src), str(out)]))
         fresh(out)
         print(f"  repeat {r + 1}/{repeats}: put {mb_s(puts[-1]):,.0f} MB/s (CLI peak RSS {puts[-1].max_rss_mb:.0f} MB), "
               f"get {mb_s(gets[-1]):,.0f} MB/s (CLI peak RSS {gets[-1].max_rss_mb:.0f} MB), "
+              f"HTTP only: put {mb_s(http_puts[-1]):,.0f} MB/s, get {mb_s(http_gets[-1]):,.0f} MB/s, "
               f"copyfile {mb_s(copies[-1]):,.0f} MB/s, cp {mb_s(cps[-1]):,.0f} MB/s; server peak RSS growth: "
               f"put +{put_growth[-1]:.0f} MB, get +{get_growth[-1]:.0f} MB", flush=True)
     subprocess.run(cli("volume", "delete", "-y", IO_VOLUME), env=env, capture_output=True)
@@ -299,7 +306,8 @@ def measure_io(server: SkiffServer, work: Path, size_mib: int, repeats: int) -> 
         rss = [r.max_rss_mb for r in runs if r.max_rss_mb is not None]
         return Transfer(median([mb_s(r) for r in runs]), max(rss) if rss else None, max(growth) if growth else None)
 
-    return IoResults(size, summary(puts, put_growth), summary(gets, get_growth), summary(copies), summary(cps), fixed)
+    return IoResults(size, summary(puts, put_growth), summary(gets, get_growth), summary(copies), summary(cps), fixed,
+                     summary(http_puts), summary(http_gets))
 
 
 @dataclass
@@ -419,9 +427,13 @@ def io_rows(io: IoResults) -> list[tuple[str, ...]]:
     return [
         row("`skiff volume put`", io.put),
         row("`skiff volume get`", io.get),
+        row("`skiff volume put`, HTTP only", io.http_put),
+        row("`skiff volume get`, HTTP only", io.http_get),
         ("peak RSS of the process, put (MB)", rss(io.put), "—", rss(io.cp), "—", "—"),
         ("peak RSS of the process, get (MB)", rss(io.get), "—", rss(io.cp), "—", "—"),
-        ("server peak RSS growth, put / get (MB)", f"{io.put.server_growth_mb:,.0f} / {io.get.server_growth_mb:,.0f}",
+        ("peak RSS of the process, put / get, HTTP only (MB)", f"{rss(io.http_put)} / {rss(io.http_get)}",
+         "—", "—", "—", "—"),
+        ("server peak RSS growth, put / get, largest of both ways (MB)", f"{io.put.server_growth_mb:,.0f} / {io.get.server_growth_mb:,.0f}",
          "—", "—", "—", "—"),
         ("CLI start-up + one request, `skiff volume list` (ms)", f"{io.cli_fixed_s * 1000:,.0f}", "—", "—", "—", "—"),
     ]
@@ -494,7 +506,8 @@ def append_results(io: list[tuple[str, ...]], tr: list[tuple[str, ...]], command
         f"- skiff server on its `oci` runtime; {args.size_mib:,} MiB of random bytes; each CLI command "
         f"is a fresh process timed start to exit, under `/usr/bin/time -v` for its peak RSS; "
         f"`shutil.copyfile` in the bench's own process, `cp` a subprocess; same file system for all; "
-        f"`os.sync()` before each timed transfer, none syncs its own writes; MB = 10^6 bytes; medians of "
+        f"`os.sync()` before each timed transfer, none syncs its own writes; put/get use the server's local "
+        f"channel (same machine), the HTTP-only rows set `SKIFF_VOLUME_LOCAL=0`; MB = 10^6 bytes; medians of "
         f"{args.repeats} repeats (RSS: the largest)",
         "",
         *markdown(IO_HEADER, io),
