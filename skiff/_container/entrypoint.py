@@ -8,6 +8,8 @@ Three ways to serve, chosen by the function's decorators:
   with outputs sent back by their own thread as each finishes;
 - ``@skiff.batched``: inputs gathered into lists of up to ``max_batch_size``, waiting at
   most ``wait_ms`` for a batch to fill.
+
+A web function also serves the gateway's requests on a socket of its own (:mod:`.web`).
 """
 
 from __future__ import annotations
@@ -131,8 +133,7 @@ class Container:
         if spec.get("web"):
             from .web import WebHandler
 
-            handler = WebHandler(self.resolve(None), spec["web"], self._call)
-            self.web = handler
+            self.web = WebHandler(self.resolve(None), spec["web"], self._call, spec.get("max_concurrent_inputs") or 1)
 
     def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Call sync or async user code from a plain thread."""
@@ -166,8 +167,6 @@ class Container:
             self.cancellation.current = input_id
         try:
             args, kwargs, method = self._args(inp)
-            if self.web is not None:
-                return self._run_web(input_id, args[0], client or self.client)
             fn = self.resolve(method)
             if inspect.isgeneratorfunction(fn):
                 return self._run_generator(fn, input_id, args, kwargs, client or self.client)
@@ -182,39 +181,6 @@ class Container:
         finally:
             if on_main:
                 self.cancellation.current = None
-
-    def _run_web(self, input_id: str, request: dict, client: ContainerClient) -> list[dict]:
-        """Send one HTTP response back as items: its head, then its body chunks.
-
-        A quick response goes back whole with the container's next round trip; a
-        streaming one is sent chunk by chunk as the app produces it (the head waits for
-        the first chunk, so a plain response costs no extra request).
-        """
-
-        inbox_client: list[ContainerClient] = []  # its own connection: the app reads while we send
-
-        def inbox() -> list[dict]:
-            if not inbox_client:
-                inbox_client.append(self._new_client())
-            return inbox_client[0].request("GET", f"/inbox?input_id={input_id}&timeout=25")["messages"]
-
-        held: list[dict] = []
-        index = 0
-        try:
-            for part, last in self.web.handle(request, inbox):
-                held.append({"input_id": input_id, "status": "success", "gen_index": index,
-                             "result": {"data": ser.b64(part), "blob_id": None}})
-                index += 1
-                if last:
-                    break
-                if index > 1 or request.get("type") == "websocket":  # streaming: don't hold chunks back
-                    client.request("POST", "/exchange", {"outputs": held, "want": 0, "timeout": 0})
-                    held = []
-        finally:
-            for extra in inbox_client:
-                extra.close()
-        return held + [{"input_id": input_id, "status": "success", "result": None, "gen_done": True,
-                        "gen_index": index}]
 
     def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict,
                        client: ContainerClient) -> list[dict]:
@@ -238,19 +204,24 @@ class Container:
             self.client.request("POST", "/init_failure", self._failure("", exc, status="init_failure"))
             return 1
         threading.Thread(target=self._watch_signals, name="skiff-signals", daemon=True).start()
+        if self.web is not None:
+            # The gateway sends requests straight to this socket; the loop below still
+            # takes ordinary inputs (``.remote()`` of a fastapi_endpoint) and the stop.
+            self.web.serve(os.environ["SKIFF_WEB_SOCKET"])
+            self.client.request("POST", "/web_ready")
         if self.spec.get("max_batch_size"):
             self._serve_batched()
         elif (self.spec.get("max_concurrent_inputs") or 1) > 1:
             self._serve_concurrent()
         else:
             self._serve_sequential()
+        if self.web is not None:
+            self.web.close()
         for hook in self.exit_hooks:
             try:
                 self._call(hook, (), {})
             except Exception as exc:  # noqa: BLE001
                 print(f"skiff: @exit hook {getattr(hook, '__name__', hook)} failed: {exc!r}", file=sys.stderr)
-        if self.web is not None:
-            self.web.close()
         if os.environ.get("SKIFF_VOLUMES"):
             from ..volume import commit_mounted_volumes
 
@@ -264,9 +235,9 @@ class Container:
         max_inputs = self.spec.get("max_inputs") or 0
         done = 0
         outputs: list[dict] = []
-        # Inputs that take a while are taken (and answered) one at a time. Quick ones, web
-        # requests included, come in batches: a batch of quick responses waits a moment
-        # for its last one, and is answered in one round trip (measured in bench/web.py).
+        # Inputs that take a while are taken (and answered) one at a time. Quick ones come
+        # in batches: a batch of quick outputs waits a moment for its last one, and is
+        # answered in one round trip (measured in bench/map_throughput.py).
         slow = False
         while True:
             batch = 1 if slow else PREFETCH

@@ -1,25 +1,35 @@
-"""Serving a web function inside its container: one gateway request in, a response out
-as items (first ``{"status", "headers"}`` as JSON, then raw body chunks).
+"""Serving a web function inside its container: the gateway's requests arrive as frames
+on a Unix socket (:mod:`skiff._webproto`), and responses go back the same way.
 
 - ``fastapi_endpoint``: the function becomes the one route of a FastAPI app;
 - ``asgi_app`` / ``wsgi_app``: the function returns the app, called in-process;
 - ``web_server``: the function starts a server on a port; requests are proxied to it.
+
+Requests run one at a time, or up to ``@skiff.concurrent(max_inputs=)`` at once, like
+any other input. The gateway may send a sequential container a few requests ahead, so
+the next one is already here when the last one ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import functools
 import http.client
+import inspect
 import io
 import json
-import queue
+import os
 import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from .._webproto import BODY, END, ERROR, HEAD, LAST, WS, frame, json_frame, read_frame
 
 CHUNK = 64 * 1024
 
@@ -29,16 +39,17 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
 
 
 class WebHandler:
-    def __init__(self, fn: Callable[..., Any], web: dict, call: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], web: dict, call: Callable[..., Any], max_inputs: int = 1) -> None:
         self.kind = web["type"]
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._max_inputs = max(1, max_inputs)
         if self.kind == "fastapi":
             from fastapi import FastAPI  # the image must have fastapi, as on Modal
 
             docs = bool(web.get("docs"))
             app = FastAPI(docs_url="/docs" if docs else None, redoc_url=None,
                           openapi_url="/openapi.json" if docs else None)
-            app.add_api_route("/", fn, methods=[web.get("method", "GET")])
+            endpoint = _inline(fn) if self._max_inputs == 1 else fn
+            app.add_api_route("/", endpoint, methods=[web.get("method", "GET")])
             self.asgi: Any = app
         elif self.kind == "asgi":
             self.asgi = call(fn, (), {})
@@ -50,25 +61,164 @@ class WebHandler:
             _wait_for_port(self.port, float(web.get("startup_timeout", 5.0)))
         else:
             raise ValueError(f"unknown web function type {self.kind!r}")
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="skiff-web", daemon=True).start()
+        self._server: asyncio.AbstractServer | None = None
+        self._active = 0
         if self.kind in ("fastapi", "asgi"):
-            self._loop = asyncio.new_event_loop()
-            threading.Thread(target=self._loop.run_forever, name="skiff-asgi", daemon=True).start()
-            asyncio.run_coroutine_threadsafe(self._lifespan_startup(), self._loop).result(60)
+            self._run(self._lifespan_startup(), 60)
 
-    def handle(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[tuple[bytes, bool]]:
-        """The response's items, each with whether it ends the response. ``inbox``
-        fetches what a websocket client sent since."""
-        if request.get("type") == "websocket":
-            if self.kind not in ("fastapi", "asgi"):
-                raise ValueError("websockets need an ASGI app (asgi_app or fastapi_endpoint)")
-            return self._asgi_websocket(request, inbox)
+    def _run(self, coro: Any, timeout: float) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    # -- the socket ------------------------------------------------------------------------
+
+    def serve(self, path: str) -> None:
+        """Listen on ``path``; returns once requests can arrive."""
+
+        async def start() -> None:
+            self._slots = asyncio.Semaphore(self._max_inputs)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            self._server = await asyncio.start_unix_server(self._connection, path=path)
+
+        self._run(start(), 30)
+
+    def close(self, grace: float = 8.0) -> None:
+        """Stop taking requests, let the running ones finish (up to ``grace`` seconds), then
+        send the app's lifespan shutdown so its tasks end before the container does."""
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            deadline = time.monotonic() + grace
+            while self._active and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if self.kind in ("fastapi", "asgi"):
+                await self._lifespan_messages.put({"type": "lifespan.shutdown"})
+                await asyncio.wait([self._lifespan], timeout=5)
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        with contextlib.suppress(Exception):  # shutting down anyway
+            self._run(shutdown(), grace + 10)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    kind, payload = await read_frame(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return  # the gateway closed this connection
+                if kind != HEAD:
+                    raise ValueError(f"expected a request head, got a {kind!r} frame")
+                request = json.loads(payload)
+                if request.get("type") == "websocket":
+                    await self._one(self._websocket, request, reader, writer)
+                    return  # a websocket's connection is not reused
+                chunks = []
+                while True:
+                    kind, payload = await read_frame(reader)
+                    chunks.append(payload)
+                    if kind == LAST:
+                        break
+                request["body"] = b"".join(chunks)
+                await self._one(self._http, request, reader, writer)
+        finally:
+            writer.close()
+
+    async def _one(self, handler: Callable[..., Any], request: dict, reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> None:
+        self._active += 1
+        try:
+            async with self._slots:
+                try:
+                    await handler(request, reader, writer)
+                except Exception as exc:  # noqa: BLE001 - the app's error goes back to the gateway
+                    text = "".join(traceback.format_exception(exc))
+                    print(f"skiff: the web function failed on {request.get('path')}:\n{text}", file=sys.stderr, end="")
+                    writer.write(json_frame(ERROR, {"exc_type": type(exc).__name__, "message": str(exc)}))
+            await writer.drain()
+        finally:
+            self._active -= 1
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _http(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.kind in ("fastapi", "asgi"):
-            return self._asgi(request)
-        if self.kind == "wsgi":
-            return self._wsgi(request)
-        return self._proxy(request)
+            await self._asgi(request, writer)
+            return
+        # WSGI apps and proxied servers are blocking: their items come from a thread.
+        items = self._wsgi(request) if self.kind == "wsgi" else self._proxy(request)
+        loop = asyncio.get_running_loop()
+        first, ended = True, False
+        while (item := await loop.run_in_executor(None, next, items, None)) is not None:
+            data, last = item
+            writer.write(frame(HEAD if first else LAST if last else BODY, data))
+            first, ended = False, ended or last
+            await writer.drain()
+        if not ended:
+            writer.write(frame(LAST))
 
-    # -- ASGI ------------------------------------------------------------------------------
+    async def _asgi(self, request: dict, writer: asyncio.StreamWriter) -> None:
+        path, query = request["path"], request["query_string"]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request["method"],
+            "scheme": request.get("scheme", "http"), "path": path, "raw_path": path.encode(),
+            "query_string": query.encode(), "root_path": "",
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request["headers"]],
+            "client": tuple(request.get("client") or ("", 0)), "server": ("skiff", 80),
+        }
+        body: bytes | None = request["body"]
+        head: dict | None = None
+        state = {"started": False, "ended": False}
+
+        async def receive() -> dict:
+            nonlocal body
+            if body is not None:
+                msg, body = {"type": "http.request", "body": body, "more_body": False}, None
+                return msg
+            await asyncio.Event().wait()  # nothing more comes: the gateway sent the whole body
+            return {"type": "http.disconnect"}
+
+        async def send(msg: dict) -> None:
+            nonlocal head
+            if msg["type"] == "http.response.start":
+                head = {"status": msg["status"],
+                        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in msg.get("headers", [])]}
+                return
+            if msg["type"] != "http.response.body" or state["ended"]:
+                return
+            more = msg.get("more_body", False)
+            chunk = frame(BODY if more else LAST, msg.get("body", b""))
+            if head is not None:
+                writer.writelines([json_frame(HEAD, head), chunk])
+                head, state["started"] = None, True
+            elif more and not msg.get("body"):
+                return
+            else:
+                writer.write(chunk)
+            state["ended"] = not more
+            if more:
+                await writer.drain()
+
+        try:
+            await self.asgi(scope, receive, send)
+        except Exception as exc:
+            if not state["ended"]:
+                raise
+            # The app answered and raised anyway (Starlette answers 500, then re-raises):
+            # the answer stands; the traceback goes to the logs.
+            text = "".join(traceback.format_exception(exc))
+            print(f"skiff: the web function failed on {path}:\n{text}", file=sys.stderr, end="")
+            return
+        if not state["ended"]:
+            if not state["started"] and head is None:
+                raise RuntimeError("the app returned without sending a response")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- ASGI lifespan ---------------------------------------------------------------------
 
     async def _lifespan_startup(self) -> None:
         started = asyncio.Event()
@@ -93,68 +243,13 @@ class WebHandler:
         self._lifespan = asyncio.ensure_future(lifespan())
         await started.wait()
 
-    def close(self) -> None:
-        """Send the app's lifespan shutdown, so its tasks end before the container does."""
-        if self._loop is None:
-            return
+    # -- websockets ------------------------------------------------------------------------
 
-        async def shutdown() -> None:
-            await self._lifespan_messages.put({"type": "lifespan.shutdown"})
-            await asyncio.wait([self._lifespan], timeout=5)
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
-
-        try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        except Exception:  # noqa: BLE001 - shutting down anyway
-            pass
-
-    def _asgi(self, request: dict) -> Iterator[tuple[bytes, bool]]:
-        assert self._loop is not None
-        out: queue.Queue = queue.Queue()
-        path, query = request["path"], request["query_string"]
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request["method"],
-            "scheme": request.get("scheme", "http"), "path": path, "raw_path": path.encode(),
-            "query_string": query.encode(), "root_path": "",
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request["headers"]],
-            "client": tuple(request.get("client") or ("", 0)), "server": ("skiff", 80),
-        }
-        sent_body = False
-
-        async def receive() -> dict:
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": request["body"], "more_body": False}
-            await asyncio.sleep(3600)
-            return {"type": "http.disconnect"}
-
-        async def send(msg: dict) -> None:
-            out.put(msg)
-
-        future = asyncio.run_coroutine_threadsafe(self.asgi(scope, receive, send), self._loop)
-        future.add_done_callback(lambda _f: out.put(None))
-        while True:
-            msg = out.get()
-            if msg is None:
-                future.result()  # re-raise the app's exception, if any
-                return
-            if msg["type"] == "http.response.start":
-                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in msg.get("headers", [])]
-                yield _head(msg["status"], headers), False
-            elif msg["type"] == "http.response.body":
-                last = not msg.get("more_body", False)
-                if msg.get("body") or last:
-                    yield msg.get("body", b""), last
-
-    def _asgi_websocket(self, request: dict, inbox: Callable[[], list[dict]]) -> Iterator[tuple[bytes, bool]]:
-        """A websocket session: what the app sends goes out as JSON items; what the
-        client sends comes from the server's inbox for this input, by long-poll."""
-        assert self._loop is not None
-        out: queue.Queue = queue.Queue()
-        pending: list[dict] = []
+    async def _websocket(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A websocket session: the client's messages arrive as WS frames, the app's go
+        back as WS frames, and END closes the session."""
+        if self.kind not in ("fastapi", "asgi"):
+            raise ValueError("websockets need an ASGI app (asgi_app or fastapi_endpoint)")
         scope = {
             "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1",
             "scheme": "ws", "path": request["path"], "raw_path": request["path"].encode(),
@@ -163,31 +258,35 @@ class WebHandler:
             "client": tuple(request.get("client") or ("", 0)), "server": ("skiff", 80),
             "subprotocols": request.get("subprotocols", []),
         }
+        connected = False
 
         async def receive() -> dict:
-            while not pending:
-                pending.extend(await asyncio.get_running_loop().run_in_executor(None, inbox))
-            msg = pending.pop(0)
+            nonlocal connected
+            if not connected:
+                connected = True
+                return {"type": "websocket.connect"}
+            try:
+                kind, payload = await read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return {"type": "websocket.disconnect", "code": 1006}
+            msg = json.loads(payload) if kind == WS else {"type": "websocket.disconnect", "code": 1000}
             if "bytes_b64" in msg:
-                msg = {**msg, "bytes": base64.b64decode(msg.pop("bytes_b64"))}
+                msg["bytes"] = base64.b64decode(msg.pop("bytes_b64"))
             return msg
 
         async def send(msg: dict) -> None:
-            out.put(msg)
-
-        future = asyncio.run_coroutine_threadsafe(self.asgi(scope, receive, send), self._loop)
-        future.add_done_callback(lambda _f: out.put(None))
-        while True:
-            msg = out.get()
-            if msg is None:
-                future.result()
-                return
             msg = dict(msg)
             if isinstance(msg.get("bytes"), bytes | bytearray):
                 msg["bytes_b64"] = base64.b64encode(msg.pop("bytes")).decode()
             if "headers" in msg:
                 msg["headers"] = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in msg["headers"]]
-            yield json.dumps(msg).encode(), False
+            writer.write(json_frame(WS, msg))
+            await writer.drain()
+
+        try:
+            await self.asgi(scope, receive, send)
+        finally:
+            writer.write(frame(END))
 
     # -- WSGI ------------------------------------------------------------------------------
 
@@ -233,6 +332,26 @@ class WebHandler:
         yield _head(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() != "transfer-encoding"]), False
         yield from _with_last(resp.read1(CHUNK), iter(lambda: resp.read1(CHUNK), b""))
         conn.close()
+
+
+def _inline(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A sync endpoint as a coroutine, so FastAPI calls it on the loop rather than in its
+    thread pool. A sequential container runs one request at a time anyway, so the hop to
+    a thread and back buys nothing and costs a good part of a quick request's time.
+    Endpoints whose signature cannot be resolved here are left to FastAPI as they are."""
+    if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn):
+        return fn
+    try:
+        signature = inspect.signature(fn, eval_str=True)  # the annotations, in fn's own module
+    except Exception:  # noqa: BLE001
+        return fn
+
+    @functools.wraps(fn)
+    async def endpoint(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    endpoint.__signature__ = signature  # type: ignore[attr-defined]
+    return endpoint
 
 
 def _with_last(first: bytes, rest: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

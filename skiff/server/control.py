@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -96,6 +97,7 @@ class ControlPlane:
         self.journal = CallJournal(store)
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
+        web_dir = _web_socket_dir(home)
         gpu_inventory, self.gpu_source = detect_gpus()
         self.secrets = SecretVault(store, home / "secret.key")
         self.dicts = DictStore(store)
@@ -103,12 +105,10 @@ class ControlPlane:
         self.volumes = VolumeStore(store, home)
         self.ctx = ServerContext(
             store=store, blobs=self.blobs, logs=self.logs, runtime=runtime, server_url=server_url,
-            token=token, mounts_dir=mounts, placement=LocalPlacement(gpus=gpu_inventory), secrets=self.secrets, volumes=self.volumes,
+            token=token, mounts_dir=mounts, web_dir=web_dir, placement=LocalPlacement(gpus=gpu_inventory), secrets=self.secrets, volumes=self.volumes,
             on_call_done=self._call_done,
         )
         self.runners: dict[str, FunctionRunner] = {}
-        # What websocket clients sent, per input, waiting for the container to take it.
-        self.inboxes: dict[str, asyncio.Queue[dict]] = {}
         self.deployments = Deployments(self)
         self.schedules = Schedules(self)
         self.calls: dict[str, CallState] = {}
@@ -291,6 +291,11 @@ class ControlPlane:
 
     async def create_call(self, function_id: str, kind: str, inputs: list[InputItem], complete: bool) -> str:
         runner = self.runner(function_id)
+        web_type = (runner.spec.web or {}).get("type")
+        if web_type not in (None, "fastapi"):
+            decorator = {"asgi": "asgi_app", "wsgi": "wsgi_app", "server": "web_server"}.get(web_type, web_type)
+            raise InvalidError(f"{runner.spec.name} is a @skiff.{decorator} web app, which answers HTTP requests, "
+                               f"not calls: send it a request at its URL instead (`skiff app list` shows it)")
         call = CallState(id=new_id("fc"), function_id=function_id, kind=kind)
         self.calls[call.id] = call
         self.journal.created(call.id, function_id, kind)
@@ -364,6 +369,9 @@ class ControlPlane:
             return ContainerWork(inputs=[], stop=True)
         return await runner.exchange(container_id, msg)
 
+    def container_web_ready(self, function_id: str, container_id: str) -> None:
+        self._container_runner(function_id, container_id).web_ready(container_id)
+
     def container_init_failed(self, function_id: str, container_id: str, out: ContainerOutput) -> None:
         self._container_runner(function_id, container_id).init_failed(container_id, out)
 
@@ -381,21 +389,6 @@ class ControlPlane:
             cancel.append(c.signals.get_nowait())
         cancel = [i for i in cancel if i]  # "" marks the container's end
         return ContainerSignals(cancel=cancel, stop=c.stopping or len(cancel) == 0)
-
-    async def take_inbox(self, function_id: str, container_id: str, input_id: str, timeout: float) -> list[dict]:
-        """Messages for a websocket input: the container long-polls for them."""
-        runner = self._container_runner(function_id, container_id)
-        if input_id not in runner.containers[container_id].inflight:
-            return [{"type": "websocket.disconnect", "code": 1001}]
-        inbox = self.inboxes.setdefault(input_id, asyncio.Queue())
-        try:
-            first = await asyncio.wait_for(inbox.get(), timeout)
-        except TimeoutError:
-            return []
-        messages = [first]
-        while not inbox.empty():
-            messages.append(inbox.get_nowait())
-        return messages
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -448,3 +441,18 @@ class ControlPlane:
                         self.calls.pop(call_id, None)
             except Exception:
                 log.exception("housekeeping failed")
+
+
+def _web_socket_dir(home: Path) -> Path:
+    """Where web containers' sockets go: under the server's home, unless that path is too
+    long for a Unix socket address (108 bytes, with the container's id and socket name),
+    in which case a directory in /tmp named after the home."""
+    path = home.resolve() / "run" / "web"
+    if len(str(path)) > 60:
+        import hashlib
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / f"skiff-web-{hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]}"
+    shutil.rmtree(path, ignore_errors=True)  # sockets of a previous run's containers
+    path.mkdir(parents=True, mode=0o700)
+    return path

@@ -106,7 +106,7 @@ class Deployments:
     async def _drain(self, runner: FunctionRunner, reason: str) -> None:
         runner.update_knobs(min_containers=0, buffer_containers=0)
         deadline = time.monotonic() + runner.spec.timeout + 30
-        while (len(runner.queue) or runner.running_inputs()) and time.monotonic() < deadline:
+        while (runner.backlog() or runner.running_inputs()) and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL)
         await runner.stop(reason)
         self.cp.runners.pop(runner.id, None)

@@ -1,12 +1,13 @@
-"""The web gateway: HTTP requests to ``/<app>/<label>/...`` become inputs of the web
-function's containers, and their responses stream back.
+"""The web gateway: HTTP requests to ``/<app>/<label>/...`` (or to a host named
+``<app>--<label>.<domain>``) go straight to a container of the web function, over the
+container's own socket (:mod:`.webproxy`), and the responses stream back as the app
+produces them.
 
-A request is an input like any other, so the autoscaler sees in-flight requests as
-running inputs (``@skiff.concurrent(target_inputs=)`` included), and a request that
-arrives while the function has no container simply waits in the queue while one starts.
-Responses come back as a generator's items: first the status and headers, then body
-chunks as the app produces them. The server never unpickles what a container sends: a
-response travels as JSON and raw bytes.
+A request waits while the function has no container with room, and counts as backlog
+for the autoscaler meanwhile; once sent, it counts as the container's running input.
+A response that has not started after ``RESPONSE_DEADLINE`` seconds (150, as on Modal)
+is answered with a redirect to the same URL plus a ``__skiff_call`` token, and the
+request goes on in the background; following the redirect waits for it again.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import json
+import logging
 import os
-import time
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import _serialization as ser
 from .. import config
-from .._wire import InputItem, Payload
 from ..exception import Error, NotFoundError
+from .webproxy import WebError, WebExchange
 
 if TYPE_CHECKING:
     from .control import ControlPlane
+    from .scheduler import FunctionRunner
+
+log = logging.getLogger("skiff.gateway")
 
 MAX_BODY = 64 * 1024 * 1024
 # Seconds a request may wait for its response to start; then the caller is redirected to
@@ -34,11 +39,22 @@ MAX_BODY = 64 * 1024 * 1024
 # shortens it for tests.
 RESPONSE_DEADLINE = float(os.environ.get("SKIFF_WEB_RESPONSE_DEADLINE", "150"))
 CALL_PARAM = "__skiff_call"
+PARKED_TTL = 600.0  # seconds a finished background request waits to be collected
+
+
+@dataclass(eq=False)
+class Parked:
+    """A request that outlived the response deadline, going on in the background. Its
+    response is kept as events: ("head", dict), ("body", bytes, last), ("error", WebError)."""
+
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    task: asyncio.Task | None = None
 
 
 class Gateway:
     def __init__(self, get_control: Any) -> None:
         self._control = get_control  # the control plane exists only once the server started
+        self._parked: dict[str, Parked] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -55,108 +71,156 @@ class Gateway:
         except Error as exc:
             await _plain(send, exc.http_status, str(exc))
 
-    def _target(self, cp: ControlPlane, scope: dict) -> tuple[str, str, str]:
-        """(app, label, path inside the app) from the host name or the path."""
+    def _target(self, cp: ControlPlane, scope: dict) -> tuple[FunctionRunner, str]:
+        """The web function's runner and the path inside its app, from the host name or
+        the path."""
         path = scope["path"]
         domain = config.web_domain()
-        host = dict(scope["headers"]).get(b"host", b"").decode().split(":")[0]
+        host = dict(scope["headers"]).get(b"host", b"").decode().split(":")[0] if domain else ""
         if domain and host.endswith("." + domain) and "--" in host[: -len(domain) - 1]:
             app, _, label = host[: -len(domain) - 1].partition("--")
-            return app, label, path
-        parts = path.lstrip("/").split("/", 2)
-        if len(parts) < 2 or not parts[0] or not parts[1]:
-            raise NotFoundError(self._listing(cp, "a web endpoint answers at /<app>/<label>"))
-        return parts[0], parts[1], "/" + (parts[2] if len(parts) > 2 else "")
+            inner = path
+        else:
+            parts = path.lstrip("/").split("/", 2)
+            if len(parts) < 2 or not parts[0] or not parts[1]:
+                raise NotFoundError(self._listing(cp, "a web endpoint answers at /<app>/<label>"))
+            app, label, inner = parts[0], parts[1], "/" + (parts[2] if len(parts) > 2 else "")
+        function_id = cp.deployments.routes.get((app, label))
+        runner = cp.runners.get(function_id) if function_id else None
+        if runner is None or runner.web is None:
+            raise NotFoundError(self._listing(cp, f"no web endpoint /{app}/{label}"))
+        return runner, inner
 
     def _listing(self, cp: ControlPlane, why: str) -> str:
         have = sorted(f"/{a}/{lbl}" for a, lbl in cp.deployments.routes)
         return f"{why}; endpoints here: {', '.join(have) or 'none'}"
 
+    # -- HTTP ------------------------------------------------------------------------------
+
     async def _handle(self, cp: ControlPlane, scope: dict, receive: Any, send: Any) -> None:
-        app, label, inner = self._target(cp, scope)
-        function_id = cp.deployments.routes.get((app, label))
-        if function_id is None or function_id not in cp.runners:
-            raise NotFoundError(self._listing(cp, f"no web endpoint /{app}/{label}"))
-        runner = cp.runners[function_id]
-        web = runner.spec.web or {}
+        runner, inner = self._target(cp, scope)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        if web.get("requires_proxy_auth") and not await self._authorized(cp, headers):
+        if (runner.spec.web or {}).get("requires_proxy_auth") and not await self._authorized(cp, headers):
             await _plain(send, 401, "this endpoint requires proxy auth: send Skiff-Key and Skiff-Secret headers "
                                     "(create them with `skiff token create`)")
             return
         query = scope.get("query_string", b"").decode("latin-1")
-        call_id = _call_param(query)
-        if call_id is None:
-            body = await _read_body(receive)
-            request = {"method": scope["method"], "path": inner, "query_string": _strip_call(query),
-                       "headers": headers, "body": body, "scheme": scope.get("scheme", "http"),
-                       "client": list(scope.get("client") or ["", 0])}
-            args = Payload(data=ser.b64(ser.serialize(((request,), {}))))
-            call_id = await cp.create_call(function_id, "web", [InputItem(idx=0, args=args)], True)
-        await self._respond(cp, call_id, scope, query, send)
+        token = _call_param(query)
+        if token is not None:
+            await self._collect(token, scope, query, send)
+            return
+        body = await _read_body(receive)
+        request = {"type": "http", "method": scope["method"], "path": inner, "query_string": query,
+                   "headers": headers, "scheme": scope.get("scheme", "http"),
+                   "client": list(scope.get("client") or ["", 0])}
+        exchange: WebExchange | None = WebExchange(runner.web, request, body)  # type: ignore[arg-type]
+        try:
+            try:
+                async with asyncio.timeout(RESPONSE_DEADLINE):
+                    head = await exchange.response_head()  # type: ignore[union-attr]
+            except TimeoutError:
+                token, exchange = self._park(exchange), None  # type: ignore[arg-type]
+                await _redirect(scope, query, token, send)
+                return
+            await _start(send, head)
+            await _stream(send, exchange.body())  # type: ignore[union-attr]
+        finally:
+            if exchange is not None:
+                exchange.close()
+
+    def _park(self, exchange: WebExchange) -> str:
+        """Let a request that outlived the deadline go on; its response waits here."""
+        token = secrets.token_urlsafe(16)
+        parked = Parked()
+
+        async def go_on() -> None:
+            try:
+                parked.events.put_nowait(("head", await exchange.response_head()))
+                async for chunk, last in exchange.body():
+                    parked.events.put_nowait(("body", chunk, last))
+            except WebError as exc:
+                parked.events.put_nowait(("error", exc))
+            finally:
+                exchange.close()
+                asyncio.get_running_loop().call_later(PARKED_TTL, self._parked.pop, token, None)
+
+        parked.task = asyncio.create_task(go_on(), name=f"web-request-{token}")
+        self._parked[token] = parked
+        return token
+
+    async def _collect(self, token: str, scope: dict, query: str, send: Any) -> None:
+        """A followed redirect: wait again for the request's response."""
+        parked = self._parked.get(token)
+        if parked is None:
+            raise WebError(410, f"no request is waiting under {CALL_PARAM}={token}: its response was already "
+                                f"collected, or expired {PARKED_TTL:g} s after it finished")
+        try:
+            async with asyncio.timeout(RESPONSE_DEADLINE):
+                event = await parked.events.get()
+        except TimeoutError:
+            await _redirect(scope, query, token, send)
+            return
+        self._parked.pop(token, None)  # one caller collects it
+        if event[0] == "error":
+            raise event[1]
+
+        async def rest() -> AsyncIterator[tuple[bytes, bool]]:
+            while True:
+                item = await parked.events.get()
+                if item[0] == "error":
+                    raise item[1]
+                yield item[1], item[2]
+                if item[2]:
+                    return
+
+        await _start(send, event[1])
+        await _stream(send, rest())
+
+    # -- websockets ------------------------------------------------------------------------
 
     async def _websocket(self, cp: ControlPlane, scope: dict, receive: Any, send: Any) -> None:
-        """A websocket session with an ASGI app: one input for its whole life. What the
-        client sends goes to the input's inbox, which the container long-polls; what the
-        app sends comes back as the input's output items."""
-        app, label, inner = self._target(cp, scope)
-        function_id = cp.deployments.routes.get((app, label))
-        if function_id is None or function_id not in cp.runners:
-            raise NotFoundError(f"no web endpoint /{app}/{label}")
+        """A websocket session with an ASGI app, relayed message by message."""
+        runner, inner = self._target(cp, scope)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        if (cp.runners[function_id].spec.web or {}).get("requires_proxy_auth") and not await self._authorized(cp, headers):
+        if (runner.spec.web or {}).get("requires_proxy_auth") and not await self._authorized(cp, headers):
             await send({"type": "websocket.close", "code": 1008})
             return
         await receive()  # websocket.connect: the app accepts or refuses it
         request = {"type": "websocket", "path": inner, "query_string": scope.get("query_string", b"").decode("latin-1"),
                    "headers": headers, "client": list(scope.get("client") or ["", 0]),
                    "subprotocols": list(scope.get("subprotocols") or [])}
-        args = Payload(data=ser.b64(ser.serialize(((request,), {}))))
-        call_id = await cp.create_call(function_id, "web", [InputItem(idx=0, args=args)], True)
-        input_id = f"{call_id}:0"
-        inbox = cp.inboxes.setdefault(input_id, asyncio.Queue())
-        inbox.put_nowait({"type": "websocket.connect"})
 
-        async def client_to_app() -> None:
+        async def from_client() -> AsyncIterator[dict]:
             while True:
                 msg = await receive()
                 if msg["type"] == "websocket.disconnect":
-                    inbox.put_nowait({"type": "websocket.disconnect", "code": msg.get("code", 1000)})
+                    yield {"type": "websocket.disconnect", "code": msg.get("code", 1000)}
                     return
                 item: dict = {"type": "websocket.receive"}
                 if msg.get("text") is not None:
                     item["text"] = msg["text"]
                 if msg.get("bytes") is not None:
                     item["bytes_b64"] = base64.b64encode(msg["bytes"]).decode()
-                inbox.put_nowait(item)
+                yield item
 
-        reader = asyncio.create_task(client_to_app())
-        finished = False
+        last = ""
+        session = WebExchange(runner.web, request, None).websocket(from_client())  # type: ignore[arg-type]
         try:
-            after = 0
-            while not finished:
-                res = await cp.outputs(call_id, after, 25.0)
-                for out in res.outputs:
-                    after = out.seq
-                    if out.status != "success" or out.gen_done:
-                        finished = True
-                        break
-                    msg = json.loads(base64.b64decode(out.result.data)) if out.result and out.result.data else {}
+            async with contextlib.aclosing(session):
+                async for msg in session:
                     if "bytes_b64" in msg:
                         msg["bytes"] = base64.b64decode(msg.pop("bytes_b64"))
                     if "headers" in msg:
                         msg["headers"] = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in msg["headers"]]
+                    last = msg["type"]
                     await send(msg)
-                    if msg.get("type") == "websocket.close":
-                        finished = True
-                        break
-                finished = finished or res.done
-        finally:
-            reader.cancel()
-            cp.inboxes.pop(input_id, None)
-            if not finished:
-                with contextlib.suppress(Error):
-                    await cp.cancel(call_id)  # the client went away mid-session
+                    if last == "websocket.close":
+                        return
+        except WebError as exc:
+            log.info("websocket to %s ended: %s", runner.spec.name, exc)
+        if last != "websocket.close":
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await send({"type": "websocket.close", "code": 1000 if last else 1011})
 
     async def _authorized(self, cp: ControlPlane, headers: list[tuple[str, str]]) -> bool:
         got = {k.lower(): v for k, v in headers}
@@ -169,46 +233,30 @@ class Gateway:
             return False
         return hmac.compare_digest(stored["SECRET"].encode(), secret.encode())
 
-    async def _respond(self, cp: ControlPlane, call_id: str, scope: dict, query: str, send: Any) -> None:
-        deadline = time.monotonic() + RESPONSE_DEADLINE
-        after, started = 0, False
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and not started:
-                location = scope["path"] + "?" + "&".join(filter(None, [_strip_call(query), f"{CALL_PARAM}={call_id}"]))
-                await send({"type": "http.response.start", "status": 303,
-                            "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
-                await send({"type": "http.response.body", "body": b""})
+
+async def _start(send: Any, head: dict) -> None:
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"]]
+    await send({"type": "http.response.start", "status": int(head["status"]), "headers": raw})
+
+
+async def _stream(send: Any, chunks: AsyncIterator[tuple[bytes, bool]]) -> None:
+    """Pass the body on chunk by chunk. If the container fails mid-response, the status
+    is already sent: the response just ends (and the failure is logged)."""
+    try:
+        async for chunk, last in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if last:
                 return
-            res = await cp.outputs(call_id, after, max(0.1, min(remaining, 25.0)) if not started else 25.0)
-            for out in res.outputs:
-                after = out.seq
-                if out.status != "success":
-                    if not started:
-                        await _plain(send, 500, f"the web function failed: {out.exc_type}: {out.exc_message}")
-                    else:
-                        await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    return
-                if out.gen_done:
-                    if not started:
-                        await _plain(send, 500, "the web function ended without a response")
-                    else:
-                        await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    return
-                data = base64.b64decode(out.result.data) if out.result and out.result.data else b""
-                if out.gen_index == 0:
-                    head = json.loads(data)
-                    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"]]
-                    await send({"type": "http.response.start", "status": int(head["status"]), "headers": raw})
-                    started = True
-                else:
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-            if res.done:
-                if started:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                else:
-                    await _plain(send, 502, "the web function gave no response")
-                return
+    except WebError as exc:
+        log.warning("a web response broke off: %s", exc)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _redirect(scope: dict, query: str, token: str, send: Any) -> None:
+    location = scope["path"] + "?" + "&".join(filter(None, [_strip_call(query), f"{CALL_PARAM}={token}"]))
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -11,12 +11,14 @@ import asyncio
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import _serialization as ser
+from .._webproto import SOCKET_NAME
 from .._wire import (
     ContainerExchange,
     ContainerOutput,
@@ -39,6 +41,7 @@ from .placement import LocalPlacement
 from .secrets import SecretVault
 from .store import Store
 from .volumes import VolumeStore
+from .webproxy import WebBalancer, WebSlots
 
 log = logging.getLogger("skiff.scheduler")
 
@@ -57,6 +60,11 @@ class ContainerState:
     signals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # input ids to cancel
     secret_env: dict[str, str] = field(default_factory=dict)  # given to it at hello, never on disk
     gpus: list[Gpu] = field(default_factory=list)  # the devices it holds
+    web: WebSlots = field(default_factory=WebSlots)  # for a web function: its socket and requests
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.inflight) or self.web.active > 0
 
 
 @dataclass
@@ -70,6 +78,7 @@ class ServerContext:
     server_url: str
     token: str
     mounts_dir: Path
+    web_dir: Path  # web functions' socket directories, one per container
     placement: LocalPlacement
     secrets: SecretVault
     volumes: VolumeStore
@@ -94,6 +103,7 @@ class FunctionRunner:
         )
         self.queue = InputQueue()
         self.containers: dict[str, ContainerState] = {}
+        self.web = WebBalancer(self) if spec.web else None  # web requests skip the queue
         self.stopped = False
         self._poke = asyncio.Event()
         self._poke.set()  # reconcile once at the start: min_containers apply before any call
@@ -106,8 +116,15 @@ class FunctionRunner:
         self.queue.put(inputs)
         self._poke.set()
 
+    def poke(self) -> None:
+        """Ask the scaling loop to look again (something it scales on changed)."""
+        self._poke.set()
+
+    def backlog(self) -> int:
+        return len(self.queue) + (len(self.web.waiting) if self.web else 0)
+
     def running_inputs(self) -> int:
-        return sum(len(c.inflight) for c in self.containers.values())
+        return sum(len(c.inflight) + c.web.active for c in self.containers.values())
 
     # -- the container side -------------------------------------------------------------
 
@@ -122,7 +139,7 @@ class FunctionRunner:
         # A fair share of the backlog, so one container does not hoard a map's inputs.
         share = math.ceil(len(self.queue) / max(1, len(self.containers)))
         want = max(1, min(msg.want, share))
-        if not c.inflight and c.idle_since is None:
+        if not c.busy and c.idle_since is None:
             c.idle_since = time.time()
             self._poke.set()
         inputs = await self._wait_inputs(c, want, msg.timeout)
@@ -169,7 +186,7 @@ class FunctionRunner:
         del c.inflight[inp.id]
         if inp.timer:
             inp.timer.cancel()
-        if not c.inflight:
+        if not c.busy:
             c.idle_since = time.time()
         self._poke.set()
         if out.status == "failure" and inp.gen_items == 0 and self._retry(inp, out.exc_message or ""):
@@ -178,6 +195,12 @@ class FunctionRunner:
 
     def container_signals(self, container_id: str) -> ContainerState | None:
         return self.containers.get(container_id)
+
+    def web_ready(self, container_id: str) -> None:
+        """The container listens on its socket: requests may go to it."""
+        c = self.containers.get(container_id)
+        if c is not None and self.web is not None:
+            self.web.ready(c)
 
     def init_failed(self, container_id: str, out: ContainerOutput) -> None:
         """The container could not import the function: every queued input fails with
@@ -192,6 +215,9 @@ class FunctionRunner:
                 OutputItem(seq=0, idx=inp.idx, status="init_failure", result=out.result,
                            exc_type=out.exc_type, exc_message=out.exc_message, traceback=out.traceback),
             )
+        if self.web is not None:
+            self.web.fail_waiting(f"{self.spec.name}: the web function could not start: "
+                                  f"{out.exc_type}: {out.exc_message}", status=500)
 
     # -- how inputs end -----------------------------------------------------------------
 
@@ -236,9 +262,7 @@ class FunctionRunner:
         if c is None or c.inflight.pop(inp.id, None) is None:
             return
         message = f"{self.spec.name}: timed out after {self.spec.timeout:g} s (timeout={self.spec.timeout:g})"
-        c.stopping = True
-        c.stop_reason = "input timed out"
-        asyncio.ensure_future(self._kill(c))
+        self.kill_container(c, "input timed out")
         if not self._retry(inp, message):
             self._fail(inp, "timeout", FunctionTimeoutError(message))
 
@@ -281,6 +305,11 @@ class FunctionRunner:
             c.gpus = taken
         self.containers[cid] = c
         try:
+            web_dir = None
+            if self.web is not None:
+                web_dir = self.ctx.web_dir / cid
+                web_dir.mkdir(parents=True, exist_ok=True)
+                c.web.socket = str(web_dir / SOCKET_NAME)
             code_dir, mounts = await asyncio.to_thread(self._lay_out_files)
             env = dict(self.spec.env)
             for ref in self.spec.secrets:
@@ -297,6 +326,7 @@ class FunctionRunner:
                 code_dir=code_dir, server_url=self.ctx.server_url, token=self.ctx.token,
                 env=env, image=self.image, mounts=mounts,
                 memory_mib=self.spec.memory, cpu=self.spec.cpu, volumes=volumes, gpus=list(c.gpus),
+                web_dir=web_dir,
             )
             c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
             await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
@@ -308,6 +338,9 @@ class FunctionRunner:
             self.ctx.logs.write(self.app_id, cid, self.spec.name, "stderr", f"skiff: could not start container: {exc}")
             for inp in self.queue.drain():
                 self._fail(inp, "init_failure", ExecutionError(f"{self.spec.name}: could not start a container: {exc}"))
+            if self.web is not None:
+                self.web.fail_waiting(f"{self.spec.name}: could not start a container: {exc}")
+                shutil.rmtree(self.ctx.web_dir / cid, ignore_errors=True)
 
     def _lay_out_files(self) -> tuple[Path, list[tuple[Path, str]]]:
         """The code directory (the function's module plus anything mounted at /root) and
@@ -331,6 +364,9 @@ class FunctionRunner:
         self.ctx.placement.release()
         self.ctx.placement.give_back_gpus(c.gpus)
         c.signals.put_nowait("")  # ends its signals long-poll, if one is waiting
+        if self.web is not None:
+            self.web.gone(c)
+            shutil.rmtree(self.ctx.web_dir / container_id, ignore_errors=True)
         reason = c.stop_reason or ("exited" if code == 0 else f"exited with code {code}")
         if oom:
             reason = f"exceeded its memory limit of {self.spec.memory} MiB"
@@ -349,6 +385,10 @@ class FunctionRunner:
         await self.ctx.store.run(self.ctx.store.container_stopped, container_id, code, reason)
         self._poke.set()
 
+    def kill_container(self, c: ContainerState, reason: str) -> None:
+        c.stopping, c.stop_reason = True, reason
+        asyncio.ensure_future(self._kill(c))
+
     async def _kill(self, c: ContainerState) -> None:
         if c.handle is not None and c.id in self.containers:  # never signal one that already exited
             await self.ctx.runtime.kill(c.handle)
@@ -366,12 +406,12 @@ class FunctionRunner:
         while not self.stopped:
             now = time.time()
             alive = [c for c in self.containers.values() if not c.stopping]
-            seen = autoscaler.Observed(backlog=len(self.queue), running_inputs=self.running_inputs(), containers=len(alive))
+            seen = autoscaler.Observed(backlog=self.backlog(), running_inputs=self.running_inputs(), containers=len(alive))
             wait = None
             if len(alive) > autoscaler.desired_containers(self.knobs, seen):
                 # Only containers that may be stopped have a window worth waking up for: one
                 # kept by min_containers would otherwise wake this loop again and again.
-                idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.inflight}
+                idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.busy}
                 wait = autoscaler.next_expiry(self.knobs, idle, now)
             try:
                 await asyncio.wait_for(self._poke.wait(), wait)
@@ -387,13 +427,13 @@ class FunctionRunner:
 
     async def _reconcile(self) -> None:
         alive = [c for c in self.containers.values() if not c.stopping]
-        seen = autoscaler.Observed(backlog=len(self.queue), running_inputs=self.running_inputs(), containers=len(alive))
+        seen = autoscaler.Observed(backlog=self.backlog(), running_inputs=self.running_inputs(), containers=len(alive))
         desired = autoscaler.desired_containers(self.knobs, seen)
         if desired > len(alive):
             slots = self.ctx.placement.reserve(desired - len(alive), self.id, self._poke.set)
             await asyncio.gather(*(self._start_container() for _ in range(slots)))
         elif desired < len(alive):
-            idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.inflight}
+            idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.busy}
             for cid in autoscaler.containers_to_stop(self.knobs, desired, idle, len(alive), time.time()):
                 self._ask_to_stop(self.containers[cid], "scaled down")
 
@@ -404,13 +444,13 @@ class FunctionRunner:
 
     def stats(self) -> tuple[int, int, int]:
         alive = sum(1 for c in self.containers.values() if not c.stopping)
-        return len(self.queue), alive, self.running_inputs()
+        return self.backlog(), alive, self.running_inputs()
 
     def release_idle(self, n: int) -> int:
         """Stop up to ``n`` idle containers so another function can have their slots,
         keeping ``min_containers``."""
         alive = [c for c in self.containers.values() if not c.stopping]
-        idle = sorted((c for c in alive if c.idle_since is not None and not c.inflight), key=lambda c: c.idle_since)
+        idle = sorted((c for c in alive if c.idle_since is not None and not c.busy), key=lambda c: c.idle_since)
         spare = min(n, len(idle), len(alive) - self.knobs.min_containers)
         for c in idle[:max(0, spare)]:
             self._ask_to_stop(c, "its slot was needed by another function")
@@ -426,8 +466,10 @@ class FunctionRunner:
         for inp in self.queue.drain():
             self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: {reason} before the input ran"))
         self.queue.wake_all()
+        if self.web is not None:
+            self.web.fail_waiting(f"{self.spec.name}: {reason}")
         for c in list(self.containers.values()):
-            if c.inflight or c.handle is None or wait:
+            if c.busy or c.handle is None or wait:
                 c.stopping, c.stop_reason = True, reason
                 await self._kill(c)
             else:

@@ -82,8 +82,8 @@ class Counter:
         return self.start + n
 
 
-@app.function(image=image)
+@app.function(image=image, env={"WEB_APP_VERSION": VERSION})
 @skiff.fastapi_endpoint()
 def slow_page(seconds: float = 3.0) -> dict:
     time.sleep(seconds)
-    return {"waited": seconds}
+    return {"waited": seconds, "version": os.environ["WEB_APP_VERSION"]}

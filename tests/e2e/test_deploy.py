@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -116,6 +117,26 @@ def test_redeploy_and_rollback_change_the_endpoint(web):
     assert version() == "v1"
     history = skiff_cli("app", "history", "webtest", env=web.env).stdout
     assert "✓" in history
+
+
+def test_requests_in_flight_finish_on_the_old_version_during_a_redeploy(web):
+    deploy(web, "old")
+    url = f"{web.url}/webtest/slow-page"
+    assert httpx.get(url, params={"seconds": 0}, timeout=60).json()["version"] == "old"  # warm
+
+    def slow_request() -> tuple[dict, float]:
+        resp = httpx.get(url, params={"seconds": 6}, timeout=60)
+        return resp.json(), time.monotonic()
+
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(slow_request)
+        time.sleep(1)
+        deploy(web, "new")
+        redeployed = time.monotonic()
+        answer, answered = in_flight.result()
+    assert answered > redeployed, "the slow request ended before the redeploy: the test proves nothing"
+    assert answer == {"waited": 6.0, "version": "old"}
+    assert httpx.get(url, params={"seconds": 0}, timeout=60).json()["version"] == "new"
 
 
 def test_deployed_apps_survive_a_server_restart(web):

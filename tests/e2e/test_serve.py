@@ -66,7 +66,7 @@ def test_a_long_request_is_redirected_to_wait_again(tmp_path, database_url):
         first = httpx.get(f"{server.url}/webtest/slow-page?seconds=3", timeout=30)
         assert first.status_code == 303 and "__skiff_call=" in first.headers["location"]
         followed = httpx.get(f"{server.url}/webtest/slow-page?seconds=3", timeout=60, follow_redirects=True)
-        assert followed.status_code == 200 and followed.json() == {"waited": 3.0}
+        assert followed.status_code == 200 and followed.json() == {"waited": 3.0, "version": "v1"}
     finally:
         server.stop()
 

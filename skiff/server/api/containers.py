@@ -1,5 +1,5 @@
 """Routes the in-container runtime calls: its spec, its input/output exchange, its
-cancellation signals."""
+cancellation signals, and (for a web function) that its socket is listening."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ async def exchange(function_id: str, container_id: str, body: ContainerExchange,
     return wire(await cp.container_exchange(function_id, container_id, body))
 
 
+@router.post("/web_ready")
+async def web_ready(function_id: str, container_id: str, cp: ControlPlane = Depends(control)):
+    cp.container_web_ready(function_id, container_id)
+    return wire(None)
+
+
 @router.post("/init_failure")
 async def init_failure(function_id: str, container_id: str, body: ContainerOutput,
                        cp: ControlPlane = Depends(control)):
@@ -35,9 +41,3 @@ async def init_failure(function_id: str, container_id: str, body: ContainerOutpu
 async def signals(function_id: str, container_id: str, timeout: float = Query(20.0, ge=0, le=60),
                   cp: ControlPlane = Depends(control)):
     return wire(await cp.container_signals(function_id, container_id, timeout))
-
-
-@router.get("/inbox")
-async def inbox(function_id: str, container_id: str, input_id: str, timeout: float = Query(20.0, ge=0, le=60),
-                cp: ControlPlane = Depends(control)):
-    return {"messages": await cp.take_inbox(function_id, container_id, input_id, timeout)}

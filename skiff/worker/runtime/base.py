@@ -34,6 +34,7 @@ class ContainerRequest:
     cpu: float | None = None
     volumes: list[tuple[Path, str]] = field(default_factory=list)  # (version's tree, container path), writable
     gpus: list[Any] = field(default_factory=list)  # worker.gpus.Gpu, whole devices for this container
+    web_dir: Path | None = None  # for a web function: where it creates the socket the gateway connects to
 
 
 @dataclass

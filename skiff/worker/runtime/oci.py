@@ -3,7 +3,8 @@ layers, started with crun (or runc), with its own namespaces, cgroup limits and 
 
 Inside, the container sees its image, its code read-only at ``/root``, skiff's
 in-container runtime read-only at ``/opt/skiff``, and the control plane's API as a Unix
-socket at ``/run/skiff/api.sock``. Nothing else of the host is visible.
+socket at ``/run/skiff/api.sock`` (and, for a web function, the directory of its own
+socket at ``/run/skiff/web``). Nothing else of the host is visible.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from ..._webproto import SOCKET_NAME
 from .. import gpus
 from . import bundle
 from .base import BuiltImage, Capabilities, ContainerHandle, ContainerRequest, ExitSink, LogSink
@@ -28,6 +30,7 @@ from .process import pump_lines
 log = logging.getLogger("skiff.runtime")
 
 IN_CONTAINER_API = "/run/skiff/api.sock"
+IN_CONTAINER_WEB = "/run/skiff/web"  # a web function's socket directory, shared with the gateway
 RUNTIME_DIR = "/opt/skiff"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
@@ -107,6 +110,9 @@ class OciRuntime:
                 (self.api_socket, IN_CONTAINER_API, False),
                 (self._resolv, "/etc/resolv.conf", True),
             ] + [(src, dst, True) for src, dst in req.mounts]
+            if req.web_dir is not None:
+                binds.append((req.web_dir, IN_CONTAINER_WEB, False))
+                env["SKIFF_WEB_SOCKET"] = f"{IN_CONTAINER_WEB}/{SOCKET_NAME}"
             if req.gpus:
                 indices = [g.index for g in req.gpus]
                 env["SKIFF_GPU_INDICES"] = ",".join(map(str, indices))

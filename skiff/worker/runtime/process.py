@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 
+from ..._webproto import SOCKET_NAME
 from .base import Capabilities, ContainerHandle, ContainerRequest, ExitSink, LogSink
 
 _LINE_LIMIT = 1 << 20
@@ -35,6 +36,8 @@ class ProcessRuntime:
                 "SKIFF_IS_CONTAINER": "1",
             }
         )
+        if req.web_dir is not None:
+            env["SKIFF_WEB_SOCKET"] = str(req.web_dir / SOCKET_NAME)
         if req.gpus:  # no isolation here: the driver is told which devices to use
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g.index) for g in req.gpus)
         proc = await asyncio.create_subprocess_exec(

@@ -1,0 +1,324 @@
+"""Web requests from the gateway to a web function's containers.
+
+Requests never enter the input queue. The :class:`WebBalancer` gives each request a
+*lease* on a ready container with room (the one with the fewest requests in flight), or
+holds it until one has room. Held requests are the function's backlog and leased ones
+its running inputs, so the autoscaler sizes a web function by in-flight requests, just
+as it sizes other functions by inputs (``@skiff.concurrent(target_inputs=)`` included).
+
+A container's room is ``max_inputs`` for ``@skiff.concurrent`` functions. A sequential
+one runs a request at a time, but while its requests are quick it is sent a few ahead,
+as other inputs are prefetched, so it never waits on the gateway between two.
+
+A :class:`WebExchange` is one request's round trip over the container's socket
+(:mod:`skiff._webproto`). It can be resumed after a cancellation, which is how a request
+that outlives the gateway's response deadline goes on in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .._webproto import BODY, END, ERROR, FRAME_HEADER, HEAD, LAST, MAX_FRAME, WS, frame, json_frame
+from ..exception import Error
+
+if TYPE_CHECKING:
+    from .scheduler import ContainerState, FunctionRunner
+
+log = logging.getLogger("skiff.web")
+
+SEND_AHEAD = 8  # requests a sequential container may be sent while its requests are quick
+QUICK = 0.05  # seconds: the mean request time under which requests are sent ahead
+POOL = 32  # idle connections kept per container
+RETRIES = 3  # tries to reach a container when the one picked is gone before taking the request
+
+
+class WebError(Error):
+    """A request the gateway answers itself, with this status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = status
+
+
+@dataclass(eq=False)
+class Lease:
+    container: ContainerState
+    started: float
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+    timer: asyncio.TimerHandle | None = None
+    timed_out: bool = False
+
+
+@dataclass(eq=False)
+class WebSlots:
+    """A container's side of the balancer: its socket, and the requests it holds."""
+
+    socket: str = ""
+    ready: bool = False
+    active: int = 0
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+
+
+class WebBalancer:
+    def __init__(self, runner: FunctionRunner) -> None:
+        self.runner = runner
+        self.waiting: deque[asyncio.Future[ContainerState]] = deque()
+        self._mean = QUICK  # recent mean seconds per request; nothing is sent ahead until one was quick
+        spec = runner.spec
+        self._concurrent = spec.max_concurrent_inputs > 1
+        self._target = max(1, spec.target_concurrent_inputs or 1)
+
+    # -- slots -----------------------------------------------------------------------------
+
+    def room(self) -> int:
+        if self._concurrent:
+            return self.runner.spec.max_concurrent_inputs
+        return SEND_AHEAD if self._mean < QUICK else 1
+
+    def _pick(self) -> ContainerState | None:
+        room, best = self.room(), None
+        for c in self.runner.containers.values():
+            w = c.web
+            if w.ready and not c.stopping and w.active < room and (best is None or w.active < best.web.active):
+                best = c
+        return best
+
+    def _take(self, c: ContainerState) -> None:
+        c.web.active += 1
+        c.idle_since = None
+        if c.web.active > self._target:
+            self.runner.poke()  # past its target: the autoscaler may want another container
+
+    async def acquire(self) -> Lease:
+        c = self._pick()
+        if c is not None:
+            self._take(c)
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiting.append(waiter)
+            self.runner.poke()
+            try:
+                c = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._give_back(waiter.result())  # handed a container just as we gave up
+                else:
+                    self._forget(waiter)
+                raise
+        loop = asyncio.get_running_loop()
+        lease = Lease(container=c, started=loop.time())
+        lease.timer = loop.call_later(self.runner.spec.timeout, self._expire, lease)
+        return lease
+
+    def _forget(self, waiter: asyncio.Future) -> None:
+        try:
+            self.waiting.remove(waiter)
+        except ValueError:
+            pass
+
+    def release(self, lease: Lease, reusable: bool) -> None:
+        if lease.timer is not None:
+            lease.timer.cancel()
+        c, w = lease.container, lease.container.web
+        if lease.writer is not None:
+            if reusable and not c.stopping and w.ready and len(w.idle) < POOL:
+                w.idle.append((lease.reader, lease.writer))  # type: ignore[arg-type]
+            else:
+                lease.writer.close()
+            lease.reader = lease.writer = None
+        if not self._concurrent:
+            self._mean = 0.8 * self._mean + 0.2 * (asyncio.get_running_loop().time() - lease.started)
+        self._give_back(c)
+
+    def _give_back(self, c: ContainerState) -> None:
+        c.web.active -= 1
+        if c.web.active == 0:
+            c.idle_since = time.time()
+            self.runner.poke()
+        self._wake()
+
+    def _wake(self) -> None:
+        while self.waiting:
+            c = self._pick()
+            if c is None:
+                return
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                self._take(c)
+                waiter.set_result(c)
+
+    async def connect(self, lease: Lease) -> None:
+        w = lease.container.web
+        if w.idle:
+            lease.reader, lease.writer = w.idle.pop()
+        else:
+            lease.reader, lease.writer = await asyncio.open_unix_connection(w.socket, limit=MAX_FRAME)
+
+    def _expire(self, lease: Lease) -> None:
+        """The request ran past the function's timeout: like any input, its container is
+        stopped (the app cannot be interrupted otherwise), and the caller is told."""
+        lease.timed_out = True
+        if lease.writer is not None:
+            lease.writer.transport.abort()
+        self.runner.kill_container(lease.container, "input timed out")
+
+    # -- containers ------------------------------------------------------------------------
+
+    def ready(self, c: ContainerState) -> None:
+        c.web.ready = True
+        if not c.web.active and not c.inflight:
+            c.idle_since = time.time()
+        self._wake()
+
+    def gone(self, c: ContainerState) -> None:
+        c.web.ready = False
+        for _reader, writer in c.web.idle:
+            writer.close()
+        c.web.idle.clear()
+
+    def fail_waiting(self, message: str, status: int = 503) -> None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(WebError(status, message))
+
+
+class WebExchange:
+    """One request: find a container, send the request, read the answer."""
+
+    def __init__(self, balancer: WebBalancer, head: dict, body: bytes | None) -> None:
+        self.balancer = balancer
+        self.name = balancer.runner.spec.name
+        self._request = json_frame(HEAD, head) + (frame(LAST, body) if body is not None else b"")
+        self._lease: Lease | None = None
+        self._sent = False
+        self._header: tuple[bytes, int] | None = None  # a frame's header read before a cancellation
+        self._tries = 0
+
+    async def _frame(self) -> tuple[bytes, bytes]:
+        """The next frame. Safe to cancel and call again: nothing read is lost."""
+        reader = self._lease.reader  # type: ignore[union-attr]
+        if self._header is None:
+            self._header = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))  # type: ignore[union-attr]
+        kind, size = self._header
+        payload = await reader.readexactly(size) if size else b""  # type: ignore[union-attr]
+        self._header = None
+        return kind, payload
+
+    async def send(self) -> None:
+        """Lease a container (waiting for one with room) and send the request to it."""
+        while not self._sent:
+            if self._lease is None:
+                self._lease = await self.balancer.acquire()
+            try:
+                if self._lease.writer is None:
+                    await self.balancer.connect(self._lease)
+                self._lease.writer.write(self._request)  # type: ignore[union-attr]
+                self._sent = True
+            except OSError as exc:  # the container went away before it took the request
+                self._retry_or_raise(exc)
+
+    async def response_head(self) -> dict:
+        """Send the request, if not yet sent, and read the status and headers."""
+        await self.send()
+        while True:
+            try:
+                kind, payload = await self._frame()
+            except (asyncio.IncompleteReadError, OSError):
+                raise self._failure(started=False) from None
+            if kind == HEAD:
+                return json.loads(payload)
+            self._unexpected(kind, payload)
+
+    async def body(self) -> AsyncIterator[tuple[bytes, bool]]:
+        """The body's chunks as they arrive, each with whether it is the last."""
+        while True:
+            try:
+                kind, payload = await self._frame()
+            except (asyncio.IncompleteReadError, OSError):
+                raise self._failure(started=True) from None
+            if kind == BODY:
+                yield payload, False
+            elif kind == LAST:
+                self.close(reusable=True)
+                yield payload, True
+                return
+            else:
+                self._unexpected(kind, payload)
+
+    # -- websockets ------------------------------------------------------------------------
+
+    async def websocket(self, client_messages: AsyncIterator[dict]) -> AsyncIterator[dict]:
+        """A websocket session: what the client sends goes to the app as it comes, and
+        the app's messages are yielded until it ends the session."""
+        await self.send()
+        lease = self._lease
+        assert lease is not None and lease.writer is not None
+
+        async def forward() -> None:
+            async for msg in client_messages:
+                lease.writer.write(json_frame(WS, msg))  # type: ignore[union-attr]
+                await lease.writer.drain()  # type: ignore[union-attr]
+
+        forwarding = asyncio.create_task(forward())
+        try:
+            while True:
+                try:
+                    kind, payload = await self._frame()
+                except (asyncio.IncompleteReadError, OSError):
+                    return
+                if kind != WS:
+                    if kind == ERROR:
+                        info = json.loads(payload)
+                        log.info("websocket session of %s failed: %s: %s", self.name, info["exc_type"], info["message"])
+                    return
+                yield json.loads(payload)
+        finally:
+            forwarding.cancel()
+            self.close(reusable=False)
+
+    # -- endings ---------------------------------------------------------------------------
+
+    def close(self, reusable: bool = False) -> None:
+        """Give the lease back; a connection in the middle of a response is not reused."""
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            self.balancer.release(lease, reusable and self._header is None)
+
+    def _retry_or_raise(self, exc: BaseException) -> None:
+        self.close()
+        self._tries += 1
+        if self._tries >= RETRIES:
+            raise WebError(502, f"{self.name}: could not reach a container for this request: {exc}")
+
+    def _failure(self, started: bool) -> WebError:
+        """The connection broke: the request timed out (and its container was stopped),
+        or the container died."""
+        timed_out = self._lease is not None and self._lease.timed_out
+        self.close()
+        timeout = self.balancer.runner.spec.timeout
+        if timed_out:
+            return WebError(504, f"{self.name}: timed out after {timeout:g} s (timeout={timeout:g})")
+        return WebError(502, f"{self.name}: the container serving this request died"
+                             + (" while sending the response" if started else ""))
+
+    def _unexpected(self, kind: bytes, payload: bytes) -> None:
+        self.close(reusable=kind == ERROR)
+        if kind == ERROR:
+            info = json.loads(payload)
+            raise WebError(500, f"the web function failed: {info['exc_type']}: {info['message']}")
+        if kind == END:
+            raise WebError(502, f"{self.name}: the app ended the request without a response")
+        raise WebError(502, f"{self.name}: unexpected {kind!r} frame from the container")
+
+
+__all__ = ["Lease", "WebBalancer", "WebError", "WebExchange", "WebSlots"]
