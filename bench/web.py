@@ -15,7 +15,9 @@ app served directly by uvicorn, and the latency of a request that finds no conta
     under ``@skiff.concurrent(max_inputs=16)``;
   - uvicorn directly: ``uvicorn web:direct_app --factory`` on 127.0.0.1 (one process,
     its default loop and HTTP parser), where ``direct_app`` builds the FastAPI app the
-    way skiff's container does (the function as the app's one GET route, no docs);
+    way skiff's container does (the function as the app's one GET route, no docs); and
+    the same with ``--workers 2``, which uses both cores as the gateway and a container
+    together do;
   each after a 2 s untimed wrk warm-up, ``--repeats`` times; the run with the median
   Requests/sec is reported (its latency lines with it). Every wrk run must see only 2xx
   responses and no socket errors. The same wrk command with ``-t1 -c1`` (one connection,
@@ -24,7 +26,7 @@ app served directly by uvicorn, and the latency of a request that finds no conta
   waits until the server reports no container for it (``Function.get_current_stats()``
   ``num_total_runners == 0``, then the app's container count, which keeps a stopping
   container until the runtime cleaned it up, at 0), then times one ``GET`` on a new
-  connection, from connect to the last byte of the body: the gateway queues the request,
+  connection, from connect to the last byte of the body: the gateway holds the request,
   the server starts a container (image cached), the container imports FastAPI and the
   app, takes the request and streams the response back. One untimed cold request
   first, then ``--cold-runs`` timed ones; p50 / p99.
@@ -372,13 +374,21 @@ def measure_gateway(duration: float, repeats: int, cold_runs: int,
 class DirectResults:
     load: Wrk
     floor: Wrk
+    two_workers: Wrk  # uvicorn --workers 2: both cores, as the gateway and a container use
 
 
 def measure_direct(duration: float, repeats: int) -> DirectResults:
+    load, floor = _measure_uvicorn(duration, repeats, workers=1)
+    two_workers, _ = _measure_uvicorn(duration, repeats, workers=2)
+    assert floor is not None
+    return DirectResults(load, floor, two_workers)
+
+
+def _measure_uvicorn(duration: float, repeats: int, workers: int) -> tuple[Wrk, Wrk | None]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     cmd = [sys.executable, "-m", "uvicorn", "web:direct_app", "--factory", "--app-dir", str(HERE),
-           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -390,12 +400,15 @@ def measure_direct(duration: float, repeats: int) -> DirectResults:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"`{shlex.join(cmd)}` did not start") from None
                 time.sleep(0.05)
-        floor = load("uvicorn, 1 connection", url, duration, repeats, connections=1, threads=1)
-        loaded = load(f"uvicorn, {CONNECTIONS} connections", url, duration, repeats)
+        if workers == 1:
+            floor = load("uvicorn, 1 connection", url, duration, repeats, connections=1, threads=1)
+        else:
+            floor = None
+        loaded = load(f"uvicorn --workers {workers}, {CONNECTIONS} connections", url, duration, repeats)
     finally:
         proc.terminate()
         proc.wait(10)
-    return DirectResults(loaded, floor)
+    return loaded, floor
 
 
 # -- reporting -------------------------------------------------------------------------
@@ -408,7 +421,7 @@ def rows(gw: GatewayResults, d: DirectResults) -> list[tuple[str, ...]]:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}×"
 
-    def tput(metric: str, r: Wrk, target: bool) -> tuple[str, ...]:
+    def tput(metric: str, r: Wrk, target: bool) -> tuple[str, ...]:  # against one uvicorn process
         frac = r.rps / d.load.rps
         goal = f"≥ 50% of direct: {'met' if frac >= TARGET_FRACTION_OF_DIRECT else 'missed'}" if target else "—"
         return (metric, f"{r.rps:,.0f}", f"{d.load.rps:,.0f}", ratio(r.rps, d.load.rps), goal)
@@ -423,6 +436,8 @@ def rows(gw: GatewayResults, d: DirectResults) -> list[tuple[str, ...]]:
         lat(f"latency p50, 1 container, {c} connections (ms)", gw.one.p50, d.load.p50),
         lat(f"latency p99, 1 container, {c} connections (ms)", gw.one.p99, d.load.p99),
         tput(f"throughput, 2 containers, {c} connections (req/s)", gw.two, False),
+        (f"throughput, 2 containers vs uvicorn --workers 2, {c} connections (req/s)", f"{gw.two.rps:,.0f}",
+         f"{d.two_workers.rps:,.0f}", ratio(gw.two.rps, d.two_workers.rps), "—"),
         lat(f"latency p50, 2 containers, {c} connections (ms)", gw.two.p50, d.load.p50),
         lat(f"latency p99, 2 containers, {c} connections (ms)", gw.two.p99, d.load.p99),
         tput(f"throughput, 1 container @concurrent({CONCURRENT_INPUTS}), {c} connections (req/s)",
