@@ -379,11 +379,16 @@ async def store_files(client: Any, paths: list[Path], on_bytes: OnBytes = None) 
     On the server's machine the local channel stores them without hashing here; elsewhere
     they are hashed here and only the blocks the server lacks are uploaded."""
     channel = await _LocalChannel.for_client(client)
-    if channel is not None:
-        return [await asyncio.to_thread(channel.store_file, p, on_bytes) for p in paths]
-    entries = [await asyncio.to_thread(file_entry, p) for p in paths]
-    await upload_files(client, list(zip(paths, entries, strict=True)), on_bytes)
-    return entries
+    entries: dict[Path, dict] = {}
+    if channel is not None:  # large files; small ones are cheaper many to an HTTP request
+        for p in paths:
+            if p not in entries and p.stat().st_size >= SMALL_FILE:
+                entries[p] = await asyncio.to_thread(channel.store_file, p, on_bytes)
+    rest = [p for p in dict.fromkeys(paths) if p not in entries]
+    hashed = await asyncio.to_thread(lambda: [file_entry(p) for p in rest])
+    await upload_files(client, list(zip(rest, hashed, strict=True)), on_bytes)
+    entries.update(zip(rest, hashed, strict=True))
+    return [entries[p] for p in paths]
 
 
 async def download_files(client: Any, files: list[tuple[dict, Path]], on_bytes: OnBytes = None) -> None:
