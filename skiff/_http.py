@@ -71,37 +71,6 @@ class BlockingHTTP:
                     time.sleep(min(1.0, 0.05 * 2**attempt))
         raise ServerGone(f"skiff server at {self.where} stopped answering")
 
-    def upload(self, url: str, path: str) -> tuple[int, str, bytes]:
-        """PUT a file's bytes, read from disk block by block: memory stays flat."""
-        size = os.path.getsize(path)
-        headers = {**self._auth, "Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        try:
-            with open(path, "rb") as f:
-                conn = self._connection()
-                conn.blocksize = 1 << 20
-                conn.request("PUT", url, body=f, headers=headers)
-                resp = conn.getresponse()
-                return resp.status, resp.headers.get("content-type", ""), resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise ServerGone(f"uploading to the skiff server at {self.where} failed: {exc}") from exc
-
-    def download(self, url: str, dest: str) -> tuple[int, str, bytes]:
-        """GET into a file, chunk by chunk; on an error status, the error body instead."""
-        try:
-            conn = self._connection()
-            conn.request("GET", url, headers=dict(self._auth))
-            resp = conn.getresponse()
-            if resp.status >= 400:
-                return resp.status, resp.headers.get("content-type", ""), resp.read()
-            with open(dest, "wb") as f:
-                while chunk := resp.read(1 << 20):
-                    f.write(chunk)
-            return resp.status, resp.headers.get("content-type", ""), b""
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise ServerGone(f"downloading from the skiff server at {self.where} failed: {exc}") from exc
-
     def put_body(self, url: str, body: bytes | memoryview) -> tuple[int, str, bytes]:
         """PUT a body held in memory, sent as it is (a memoryview is not copied)."""
         return self._once("PUT", url, body, "application/octet-stream", "uploading to")

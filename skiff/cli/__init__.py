@@ -10,6 +10,7 @@ from .run import run_command
 from .secret import secret_group
 from .server import server_group
 from .token import token_group
+from .usage import usage_command
 from .volume import volume_group
 
 
@@ -28,6 +29,7 @@ def cli() -> None:
       skiff app logs APP -f               follow an app's logs
       skiff secret create NAME K=V        store a secret for functions
       skiff volume put VOL FILE           upload to a volume
+      skiff usage --since 7d              container time per function
     """
 
 
@@ -38,6 +40,7 @@ cli.add_command(app_group)
 cli.add_command(secret_group)
 cli.add_command(volume_group)
 cli.add_command(token_group)
+cli.add_command(usage_command)
 cli.add_command(server_group)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import re
+import time
 
 import httpx
 import pytest
@@ -48,6 +50,23 @@ def test_missing_file(client_env):
 def test_missing_required_parameter_is_a_usage_error(client_env):
     result = skiff_cli("run", "examples/hello.py::square", env=client_env.env)
     assert result.returncode != 0 and "--x" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_usage_meters_container_time_per_function(client_env):
+    started = time.time()
+    ran = skiff_cli("run", "-q", "examples/hello.py::square", "--x", "6", env=client_env.env)
+    assert ran.returncode == 0, ran.stderr
+    took = time.time() - started
+    since = datetime.datetime.fromtimestamp(started).isoformat()  # only this run's containers
+    report = skiff_cli("usage", "--since", since, "--app", "hello", env=client_env.env)
+    assert report.returncode == 0, report.stderr
+    row = next(line for line in report.stdout.splitlines() if "square" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[:2] == ["hello", "square"] and int(cells[2]) >= 1
+    value, unit = cells[3].split()
+    assert unit == "s" and 0 < float(value) <= took * int(cells[2])  # metered only while containers ran
+    bad = skiff_cli("usage", "--since", "last week", env=client_env.env)
+    assert bad.returncode == 2 and "neither a span back from now" in bad.stderr
 
 
 def test_app_list_and_logs(client_env):
