@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -105,10 +107,20 @@ def build_app(
 
     async def dispatch(scope: dict, receive, send) -> None:
         """``/v1/...`` is the API; every other path is a web endpoint, via the gateway."""
-        if scope["type"] in ("http", "websocket") and not scope["path"].startswith("/v1/"):
-            await gateway(scope, receive, send)
-        else:
-            await app(scope, receive, send)
+        try:
+            if scope["type"] in ("http", "websocket") and not scope["path"].startswith("/v1/"):
+                await gateway(scope, receive, send)
+            else:
+                await app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not getattr(app.state, "shutting_down", False) or scope["type"] != "http":
+                raise
+            # The server is stopping and cut this request off (a long-poll, mostly): answer
+            # it rather than leave a traceback per open request in the log.
+            with contextlib.suppress(Exception):  # the response may have started already
+                await send({"type": "http.response.start", "status": 503,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send({"type": "http.response.body", "body": b"the skiff server is shutting down\n"})
 
     dispatch.state = app.state  # type: ignore[attr-defined]  # tests and tools reach the control plane here
     return dispatch  # type: ignore[return-value]
@@ -138,5 +150,11 @@ def serve(host: str, port: int, *, log_level: str = "info") -> None:
     os.chmod(path, 0o666)  # containers run as their own root; the token still guards every route
     cfg = uvicorn.Config(app, log_level="warning", access_log=False, loop="uvloop", http="httptools",
                          timeout_graceful_shutdown=2)
-    server = uvicorn.Server(cfg)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list | None = None) -> None:
+            app.state.shutting_down = True  # requests cut off from here on get a 503 (see dispatch)
+            await super().shutdown(sockets)
+
+    server = Server(cfg)
     server.run(sockets=[tcp, unix])  # run(), not asyncio.run(serve()): it installs uvloop
