@@ -19,7 +19,7 @@ async def _newest_app(name_or_id: str) -> dict:
 
 @click.group("app")
 def app_group() -> None:
-    """Manage apps: list them, read their logs, stop them."""
+    """Manage apps: list them, read their logs, stop them, roll them back."""
 
 
 @app_group.command("list")
@@ -103,7 +103,11 @@ def history(app: str) -> None:
 @click.argument("app")
 @click.argument("version", type=int, required=False)
 def rollback(app: str, version: int | None) -> None:
-    """Deploy an earlier VERSION of APP again (default: the one before the live one)."""
+    """Go back to an earlier version of a deployed app.
+
+    Deploys VERSION of APP again, as a new version (default: the one before the live
+    one); `skiff app history APP` lists them.
+    """
 
     async def do() -> dict:
         params = {"version": version} if version is not None else None

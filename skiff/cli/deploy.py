@@ -23,6 +23,7 @@ def deploy_command(file: str, name: str | None) -> None:
     \b
       skiff deploy app.py
       skiff deploy app.py --name my-app
+
     Prints each web endpoint's URL. `skiff app history` lists versions, and
     `skiff app rollback` goes back to one.
     """

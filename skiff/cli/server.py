@@ -39,7 +39,11 @@ def start(host: str, port: int, foreground: bool) -> None:
 
 @server_group.command("stop")
 def stop() -> None:
-    """Stop the background server started by `skiff server start` or `skiff run`."""
+    """Stop the background server.
+
+    That is the one `skiff server start` started, or `skiff run` (or any client)
+    started on its own.
+    """
     pid = _local_server.running_pid()
     if pid is None:
         click.echo("no background skiff server is running")

@@ -17,7 +17,10 @@ def token_group() -> None:
 
 @token_group.command("create")
 def create() -> None:
-    """Create a key and secret; callers send them as Skiff-Key and Skiff-Secret headers."""
+    """Create a key and secret for protected endpoints.
+
+    Callers send them as the Skiff-Key and Skiff-Secret headers.
+    """
     key, secret = "wk-" + secrets.token_urlsafe(12), "ws-" + secrets.token_urlsafe(24)
 
     async def do() -> None:

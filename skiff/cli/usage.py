@@ -43,8 +43,10 @@ def _duration(seconds: float) -> str:
               help="Start of the window: a span back from now (90m, 24h, 7d) or a date (2026-11-01).")
 @click.option("--app", "app_name", metavar="NAME", help="Only this app.")
 def usage_command(since: str, app_name: str | None) -> None:
-    """Show what each function's containers ran for: containers are metered from start
-    to stop, so a function scaled to zero costs nothing.
+    """Show container time per function (metering).
+
+    Containers are metered from start to stop, so a function scaled to zero costs
+    nothing.
 
     \b
     Columns: container time, and what the containers reserved over it: CPU cores
