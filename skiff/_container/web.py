@@ -31,7 +31,7 @@ from typing import Any
 
 from .._webproto import BODY, END, ERROR, HEAD, LAST, WS, frame, json_frame, read_frame
 
-CHUNK = 64 * 1024
+CHUNK = 1024 * 1024  # the largest body frame a container sends
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
@@ -155,7 +155,7 @@ class WebHandler:
         first, ended = True, False
         while (item := await loop.run_in_executor(None, next, items, None)) is not None:
             data, last = item
-            writer.write(frame(HEAD if first else LAST if last else BODY, data))
+            writer.writelines([frame(HEAD, data)] if first else _body_frames(data, last))
             first, ended = False, ended or last
             await writer.drain()
         if not ended:
@@ -191,16 +191,15 @@ class WebHandler:
             if msg["type"] != "http.response.body" or state["ended"]:
                 return
             more = msg.get("more_body", False)
-            chunk = frame(BODY if more else LAST, msg.get("body", b""))
-            if head is not None:
-                writer.writelines([json_frame(HEAD, head), chunk])
-                head, state["started"] = None, True
-            elif more and not msg.get("body"):
+            if more and not msg.get("body") and head is None:
                 return
-            else:
-                writer.write(chunk)
+            frames = _body_frames(msg.get("body", b""), last=not more)
+            if head is not None:
+                frames.insert(0, json_frame(HEAD, head))
+                head, state["started"] = None, True
+            writer.writelines(frames)
             state["ended"] = not more
-            if more:
+            if more or len(frames) > 2:
                 await writer.drain()
 
         try:
@@ -332,6 +331,14 @@ class WebHandler:
         yield _head(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() != "transfer-encoding"]), False
         yield from _with_last(resp.read1(CHUNK), iter(lambda: resp.read1(CHUNK), b""))
         conn.close()
+
+
+def _body_frames(body: bytes, last: bool) -> list[bytes]:
+    """A body chunk as frames of at most CHUNK bytes (the last one marked LAST if this
+    chunk ends the body), so one big response never makes one huge frame."""
+    view = memoryview(body)
+    pieces = [view[i:i + CHUNK] for i in range(0, len(view), CHUNK)] or [view]
+    return [frame(LAST if last and i == len(pieces) - 1 else BODY, bytes(p)) for i, p in enumerate(pieces)]
 
 
 def _inline(fn: Callable[..., Any]) -> Callable[..., Any]:

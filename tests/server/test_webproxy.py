@@ -13,6 +13,8 @@ from skiff._container.web import WebHandler
 from skiff.server.scheduler import ContainerState
 from skiff.server.webproxy import QUICK, SEND_AHEAD, WebBalancer, WebError, WebExchange
 
+BIG = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB and 256 bytes
+
 
 class FakeRunner:
     def __init__(self, max_inputs: int = 1, target: int = 1, timeout: float = 60) -> None:
@@ -141,6 +143,10 @@ def test_a_round_trip_through_a_container_web_handler(tmp_path):
         await receive()
         if scope["path"] == "/fail":
             raise RuntimeError("no luck")
+        if scope["path"] == "/big":  # one ASGI message, bigger than a frame may be
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": BIG})
+            return
         if scope["path"] == "/stream":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             for part in (b"a", b"b", b"c"):
@@ -175,6 +181,8 @@ def test_a_round_trip_through_a_container_web_handler(tmp_path):
             assert len(c.web.idle) == 1  # kept for the next request
             head, chunks = await whole("/stream")
             assert head["status"] == 200 and chunks == [(b"a", False), (b"b", False), (b"c", False), (b"", True)]
+            head, chunks = await whole("/big")
+            assert b"".join(c for c, _ in chunks) == BIG and len(chunks) == 4 and chunks[-1][1]
             with pytest.raises(WebError, match="the web function failed: RuntimeError: no luck") as failed:
                 await request("/fail").response_head()
             assert failed.value.http_status == 500
