@@ -230,14 +230,13 @@ class WebExchange:
     async def response_head(self) -> dict:
         """Send the request, if not yet sent, and read the status and headers."""
         await self.send()
-        while True:
-            try:
-                kind, payload = await self._frame()
-            except (asyncio.IncompleteReadError, OSError):
-                raise self._failure(started=False) from None
-            if kind == HEAD:
-                return json.loads(payload)
-            self._unexpected(kind, payload)
+        try:
+            kind, payload = await self._frame()
+        except (asyncio.IncompleteReadError, OSError):
+            raise self._failure(started=False) from None
+        if kind != HEAD:
+            raise self._unexpected(kind, payload)
+        return json.loads(payload)
 
     async def body(self) -> AsyncIterator[tuple[bytes, bool]]:
         """The body's chunks as they arrive, each with whether it is the last."""
@@ -253,7 +252,7 @@ class WebExchange:
                 yield payload, True
                 return
             else:
-                self._unexpected(kind, payload)
+                raise self._unexpected(kind, payload)
 
     # -- websockets ------------------------------------------------------------------------
 
@@ -311,14 +310,16 @@ class WebExchange:
         return WebError(502, f"{self.name}: the container serving this request died"
                              + (" while sending the response" if started else ""))
 
-    def _unexpected(self, kind: bytes, payload: bytes) -> None:
+    def _unexpected(self, kind: bytes, payload: bytes) -> WebError:
+        """A frame other than the response's next: the app failed (``ERROR``, after
+        which the connection is clean), or the container broke the protocol."""
         self.close(reusable=kind == ERROR)
         if kind == ERROR:
             info = json.loads(payload)
-            raise WebError(500, f"the web function failed: {info['exc_type']}: {info['message']}")
+            return WebError(500, f"the web function failed: {info['exc_type']}: {info['message']}")
         if kind == END:
-            raise WebError(502, f"{self.name}: the app ended the request without a response")
-        raise WebError(502, f"{self.name}: unexpected {kind!r} frame from the container")
+            return WebError(502, f"{self.name}: the app ended the request without a response")
+        return WebError(502, f"{self.name}: unexpected {kind!r} frame from the container")
 
 
 __all__ = ["Lease", "WebBalancer", "WebError", "WebExchange", "WebSlots"]
