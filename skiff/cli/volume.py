@@ -1,8 +1,8 @@
 """``skiff volume``: create, inspect and move files in and out of volumes.
 
-``put`` and ``get`` move files block by block (see :mod:`skiff.volume`), a few blocks at
-a time, so a file of any size moves with flat memory, and show a progress bar on a
-terminal.
+``put`` and ``get`` move files block by block (see :mod:`skiff._volume_transfer`), a
+few blocks at a time, so a file of any size moves with flat memory, and show a progress
+bar on a terminal.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from .._client import get_client
-from ..volume import Volume, download_files, store_files
+from .._volume_transfer import download_files, store_files
+from ..volume import Volume
 from ._common import call, table
 
 

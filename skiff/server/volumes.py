@@ -6,10 +6,10 @@ once however many versions and volumes hold it. A commit applies a container's c
 on top of the *current* version, so when two writers commit the same file the last one
 wins, and different files from both survive.
 
-A file's content is a list of blocks (``skiff.volume.BLOCK`` bytes each, the last one
-shorter), each a blob named by its sha256, so blocks hash and travel in parallel and a
-block the store has is never sent again. Entries committed before blocks existed name one
-blob for the whole file (``sha256``) and are read as a file of one block.
+A file's content is a list of blocks (``skiff._volume_transfer.BLOCK`` bytes each, the
+last one shorter), each a blob named by its sha256, so blocks hash and travel in parallel
+and a block the store has is never sent again. Entries committed before blocks existed
+name one blob for the whole file (``sha256``) and are read as a file of one block.
 
 Containers see a version through overlayfs: the version's tree of hard links is the
 read-only lower layer, and each container writes into an upper directory of its own, so a
@@ -37,8 +37,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from .._object import check_name
-from ..exception import InvalidError, NotFoundError
-from ..volume import (
+from .._volume_transfer import (
     BLOCK,
     MAX_FDS,
     block_spans,
@@ -47,6 +46,7 @@ from ..volume import (
     recv_message,
     send_message,
 )
+from ..exception import InvalidError, NotFoundError
 from .blobs import BlobStore, check_blob_id
 from .store import Store
 from .store.models import VolumeRow, VolumeVersionRow
@@ -331,7 +331,8 @@ def file_key(blocks: list[str]) -> str:
 
 
 class LocalTransfer:
-    """The server's half of same-machine volume transfers (``skiff.volume._LocalChannel``).
+    """The server's half of same-machine volume transfers
+    (``skiff._volume_transfer.LocalChannel``).
 
     A Unix SOCK_SEQPACKET socket next to the API socket, served by threads of its own.
     Every message carries the API token. ``store``: the client passes a read-only

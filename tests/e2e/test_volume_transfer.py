@@ -17,8 +17,8 @@ import pytest
 import skiff
 from skiff import _client
 from skiff._sync import run_sync
+from skiff._volume_transfer import BLOCK, LocalChannel, download_files, pack_blobs, send_message
 from skiff.exception import InvalidError
-from skiff.volume import BLOCK, _LocalChannel, download_files, send_message
 from tests.apps import volume_blocks_app
 from tests.conftest import skiff_cli
 
@@ -114,7 +114,7 @@ def test_cli_put_and_get_round_trip_blocks_and_many_small_files(client_env, tmp_
 def test_the_local_channel_is_used_here_and_http_when_turned_off(client_env, tmp_path, monkeypatch):
     data = os.urandom(BLOCK + 99)
     (tmp_path / "f.bin").write_bytes(data)
-    channel = run_sync(_LocalChannel.for_client(client()))
+    channel = run_sync(LocalChannel.for_client(client()))
     assert channel is not None
     entry = channel.store_file(tmp_path / "f.bin")
     assert entry["blocks"] == [sha(data[:BLOCK]), sha(data[BLOCK:])] and entry["size"] == len(data)
@@ -122,7 +122,7 @@ def test_the_local_channel_is_used_here_and_http_when_turned_off(client_env, tmp
     monkeypatch.setenv("SKIFF_VOLUME_LOCAL", "0")
     run_sync(_client.reset_client())
     c = client()
-    assert run_sync(_LocalChannel.for_client(c)) is None
+    assert run_sync(LocalChannel.for_client(c)) is None
     run_sync(download_files(c, [(entry, tmp_path / "back.bin")]))
     assert (tmp_path / "back.bin").read_bytes() == data
 
@@ -131,7 +131,7 @@ def test_an_unreachable_local_socket_falls_back_to_http(fresh_server, tmp_path):
     path = Path(run_sync(client().request("GET", "/volume-blobs/local"))["socket"])
     path.unlink()  # as if the client ran on another machine, or in a container
     run_sync(_client.reset_client())
-    assert run_sync(_LocalChannel.for_client(client())) is None
+    assert run_sync(LocalChannel.for_client(client())) is None
     files = _tree(tmp_path / "src")
     vol = skiff.Volume.from_name("fallback", create_if_missing=True)
     with vol.batch_upload() as batch:
@@ -146,7 +146,7 @@ def test_the_local_channel_refuses_a_wrong_token_and_anything_but_a_regular_file
     path = run_sync(client().request("GET", "/volume-blobs/local"))["socket"]
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
         sock.connect(path)
-        channel = _LocalChannel(sock, "not-the-token")
+        channel = LocalChannel(sock, "not-the-token")
         with pytest.raises(InvalidError, match="wrong API token"):
             channel._call({"op": "hello"})
         channel.token = client_env.token()
@@ -196,8 +196,6 @@ def test_content_that_does_not_match_its_id_is_refused(api, client_env):
     resp = api.put(f"/volume-blobs/{sha(promised)}", content=sent)
     assert resp.status_code == 400 and "send it again" in resp.json()["message"]
     assert sha(sent) in resp.json()["message"]
-    from skiff.volume import pack_blobs
-
     good = b"good blob " + uuid.uuid4().bytes
     body = pack_blobs({"blobs": [[sha(good), len(good)], [sha(promised), len(sent)]]}, [good, sent])
     resp = api.post("/volume-blobs/upload", content=body)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
+from ..._volume_transfer import BATCH_BLOBS, BATCH_BYTES, CHUNK, pack_blobs, unpack_blobs
 from ..._wire import API_PREFIX
 from ...exception import InvalidError, NotFoundError
-from ...volume import BATCH_BLOBS, BATCH_BYTES, CHUNK, pack_blobs, unpack_blobs
 from ..blobs import check_blob_id
 from ..control import ControlPlane
 from .deps import control, require_token, wire
@@ -282,8 +282,9 @@ async def volume_blob_get(blob_id: str, cp: ControlPlane = Depends(control)):
 
 @router.post("/volume-blobs/upload")
 async def volume_blobs_upload(request: Request, cp: ControlPlane = Depends(control)):
-    """Many small blobs in one request (a body made by ``skiff.volume.pack_blobs``, with a
-    header ``{"blobs": [[blob id, size], ...]}``); each is verified against its id."""
+    """Many small blobs in one request (a body made by
+    ``skiff._volume_transfer.pack_blobs``, with a header ``{"blobs": [[blob id, size],
+    ...]}``); each is verified against its id."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -314,8 +315,9 @@ async def volume_blobs_upload(request: Request, cp: ControlPlane = Depends(contr
 
 @router.post("/volume-blobs/download")
 async def volume_blobs_download(body: Names, cp: ControlPlane = Depends(control)):
-    """Many small blobs in one response: a body made by ``skiff.volume.pack_blobs`` with a
-    header ``{"sizes": [...]}``, the blobs in the order asked for."""
+    """Many small blobs in one response: a body made by
+    ``skiff._volume_transfer.pack_blobs`` with a header ``{"sizes": [...]}``, the blobs in
+    the order asked for."""
     if len(body.blob_ids) > BATCH_BLOBS:
         raise InvalidError(f"ask for at most {BATCH_BLOBS} volume blobs at once; fetch large ones one by one")
     for blob_id in body.blob_ids:
