@@ -97,7 +97,10 @@ def put(name: str, local_path: str, remote_path: str, force: bool) -> None:
 @click.argument("local_path", default=".")
 @click.option("--force", is_flag=True, help="Overwrite a local file that exists.")
 def get(name: str, remote_path: str, local_path: str, force: bool) -> None:
-    """Download a file (or directory) from volume NAME to LOCAL_PATH ('-' for stdout)."""
+    """Download a file or directory from a volume.
+
+    Copies REMOTE_PATH of volume NAME to LOCAL_PATH ('-' writes a file to stdout).
+    """
 
     async def do() -> int:
         vol = Volume.from_name(name)
