@@ -1,7 +1,7 @@
 """Cold starts, bare container starts and no-change image rebuilds of skiff's ``oci``
 runtime, measured beside podman on the same machine.
 
-    .venv/bin/python bench/cold_start.py [--runs 20] [--rebuilds 10]
+    .venv/bin/python bench/cold_start.py [--runs 20] [--rebuilds 10] [--no-record]
 
 (``scripts/setup-bench`` installs podman.) What it measures:
 
@@ -45,11 +45,13 @@ nothing else competes for the CPUs. Podman's flags are probed (some hosts need t
 cgroupfs manager, the file events backend, or explicit rlimits, because crun without
 CAP_SYS_RESOURCE cannot raise them) and the ones used are printed and recorded. It
 prints a table and appends it, with the date, the machine and the command, to
-``bench/RESULTS.md``; then it removes the podman images it made.
+``bench/RESULTS.md`` (not with ``--no-record``); then it removes the podman images it made.
 
 ``noop`` is defined at module level because a skiff container imports the function's
 module by name (this file's stem, ``cold_start``); everything else runs under
-``if __name__ == "__main__"`` and imports lazily, so that import stays cheap.
+``if __name__ == "__main__"`` and imports lazily, so that import stays cheap. The
+helpers this script shares with the others are in ``_common.py``, imported only when it
+runs as a script: a container has this file alone.
 """
 
 from __future__ import annotations
@@ -58,22 +60,29 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shlex
 import shutil
-import socket
-import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import skiff
+
+if __name__ == "__main__":  # containers import this file alone, without its neighbours
+    from _common import (
+        IMAGE_CACHE,
+        BenchServer,
+        Stats,
+        append_results,
+        command_line,
+        machine,
+        markdown_table,
+        print_table,
+        versions,
+    )
 
 app = skiff.App("bench-cold-start")
 
@@ -83,9 +92,6 @@ def noop() -> str:
     return os.environ["SKIFF_CONTAINER_ID"]
 
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-IMAGE_CACHE = Path(os.environ.get("SKIFF_TEST_IMAGE_CACHE", "/var/tmp/skiff-test-images"))
 BASE_STEP = {"kind": "debian_slim", "suite": "bookworm", "python": "3.11"}  # the default image
 RUN_STEP = "echo skiff-bench > /bench"
 PODMAN_IMAGE = "skiff-bench-base"
@@ -96,17 +102,6 @@ WARMUPS = 2
 TARGET_COLD_P50_MS = 300.0
 TARGET_BARE_P50_MS = 50.0
 TARGET_REBUILD_MS = 1000.0
-
-
-@dataclass
-class Stats:
-    p50: float  # milliseconds
-    p99: float
-
-    @classmethod
-    def of(cls, samples_ms: list[float]) -> Stats:
-        cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-        return cls(p50=statistics.median(samples_ms), p99=cuts[98])
 
 
 def timed(fn: Callable[[], object], runs: int, label: str, warmups: int = WARMUPS,
@@ -143,64 +138,6 @@ def check(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 # -- skiff -----------------------------------------------------------------------------
 
 
-class SkiffServer:
-    """A ``skiff server`` subprocess on the ``oci`` runtime, on a free port with a scratch
-    ``SKIFF_HOME`` that shares the test suite's image layer cache."""
-
-    def __init__(self, home: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.home = home
-        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-        (home / "images").symlink_to(IMAGE_CACHE)
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = home / "server.log"
-        env = dict(os.environ, SKIFF_HOME=str(home), SKIFF_SERVER_URL=self.url, SKIFF_RUNTIME="oci")
-        env.pop("SKIFF_TOKEN", None)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "skiff.cli", "server", "start", "--foreground", "--port", str(port)],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )
-
-    def wait_healthy(self, timeout: float = 30.0) -> dict:
-        from skiff._local_server import is_healthy
-
-        deadline = time.monotonic() + timeout
-        while not is_healthy(self.url, timeout=0.5):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"skiff server did not start; its log:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        return self.get("/v1/health")
-
-    def get(self, path: str) -> dict | list:
-        token = (self.home / "token").read_text().strip()
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.load(resp)
-
-    def wait_no_containers(self, app_id: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            (info,) = self.get(f"/v1/apps/{app_id}")
-            if info["containers"] == 0:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app {app_id} still has {info['containers']} container(s) after {timeout:g} s")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @dataclass
 class SkiffResults:
     cold: Stats
@@ -215,40 +152,31 @@ def measure_skiff(runs: int, rebuilds: int) -> SkiffResults:
     from skiff._sync import run_sync
     from skiff.worker.images import layer_ids
 
-    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp:
-        server = SkiffServer(Path(tmp))
-        try:
-            health = server.wait_healthy()
-            if health.get("runtime") != "oci":
-                raise RuntimeError(f"the server runs the {health.get('runtime')!r} runtime, not 'oci'; "
-                                   f"its log:\n{server.log.read_text(errors='replace')}")
-            print(f"  skiff server: runtime {health['runtime']}, {server.url}", flush=True)
-            # skiff reads its settings from the environment when it first talks to a server.
-            os.environ.update(SKIFF_HOME=tmp, SKIFF_SERVER_URL=server.url)
-            os.environ.pop("SKIFF_TOKEN", None)
-            base_layer = Path(tmp) / "images" / "layers" / layer_ids([BASE_STEP])[0] / "fs"
-            if not base_layer.is_dir():
-                print("  building the default image into the shared layer cache (minutes, once per machine)", flush=True)
-            with app.run(show_logs=False):
-                app_id = app._running.app_id
-                server.wait_no_containers(app_id)
-                seen: list[str] = []
-                cold = timed(lambda: seen.append(noop.remote()), runs, "skiff cold start", warmups=1,
-                             between=lambda: server.wait_no_containers(app_id))
-                if len(set(seen)) != len(seen):
-                    raise RuntimeError(f"a container served two calls: {seen}")
+    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp, BenchServer(Path(tmp), runtime="oci") as server:
+        health = server.wait_healthy()
+        print(f"  skiff server: runtime {health['runtime']}, {server.url}", flush=True)
+        server.point_client()
+        base_layer = Path(tmp) / "images" / "layers" / layer_ids([BASE_STEP])[0] / "fs"
+        if not base_layer.is_dir():
+            print("  building the default image into the shared layer cache (minutes, once per machine)", flush=True)
+        with app.run(show_logs=False):
+            app_id = app._running.app_id
+            server.wait_no_containers(app_id, poll=0.01)
+            seen: list[str] = []
+            cold = timed(lambda: seen.append(noop.remote()), runs, "skiff cold start", warmups=1,
+                         between=lambda: server.wait_no_containers(app_id, poll=0.01))
+            if len(set(seen)) != len(seen):
+                raise RuntimeError(f"a container served two calls: {seen}")
 
-                client = run_sync(get_client())
-                base = skiff.Image.debian_slim()
-                step = base.run_commands(RUN_STEP)
-                run_sync(build_image(client, step, show_progress=False))  # built once per cache
-                rebuild_base = timed(lambda: run_sync(build_image(client, base, show_progress=False)),
-                                     rebuilds, "skiff no-change rebuild, base image")
-                rebuild_step = timed(lambda: run_sync(build_image(client, step, show_progress=False)),
-                                     rebuilds, "skiff no-change rebuild, base + RUN step")
-            return SkiffResults(cold, rebuild_base, rebuild_step, IMAGE_CACHE / base_layer.relative_to(Path(tmp) / "images"))
-        finally:
-            server.stop()
+            client = run_sync(get_client())
+            base = skiff.Image.debian_slim()
+            step = base.run_commands(RUN_STEP)
+            run_sync(build_image(client, step, show_progress=False))  # built once per cache
+            rebuild_base = timed(lambda: run_sync(build_image(client, base, show_progress=False)),
+                                 rebuilds, "skiff no-change rebuild, base image")
+            rebuild_step = timed(lambda: run_sync(build_image(client, step, show_progress=False)),
+                                 rebuilds, "skiff no-change rebuild, base + RUN step")
+        return SkiffResults(cold, rebuild_base, rebuild_step, IMAGE_CACHE / base_layer.relative_to(Path(tmp) / "images"))
 
 
 def measure_bare_crun(base_layer: Path, runs: int) -> tuple[Stats, str]:
@@ -402,52 +330,9 @@ def rows(sk: SkiffResults, bare: Stats, pod: PodmanResults) -> list[tuple[str, .
     ]
 
 
-def print_table(table_rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="skiff vs podman: cold start, bare container start, no-change rebuild (lower is better)")
-    for i, name in enumerate(HEADER):
-        table.add_column(name, justify="left" if i in (0, len(HEADER) - 1) else "right")
-    for row in table_rows:
-        table.add_row(*row)
-    Console(width=max(120, shutil.get_terminal_size().columns)).print(table)  # no wrapped cells
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    meminfo = Path("/proc/meminfo").read_text()
-    mem_kb = int(next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal:")))
-    return (f"{len(os.sched_getaffinity(0))} CPUs ({model}), {mem_kb / 2**20:.1f} GiB memory, "
-            f"Linux {platform.release()}, cgroup v{1 if not Path('/sys/fs/cgroup/cgroup.controllers').exists() else 2}")
-
-
-def skiff_commit() -> str:
-    """The commit of the checkout skiff is imported from, and where, if not this one (a
-    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
-    checkout = Path(skiff.__file__).resolve().parent.parent
-    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
-    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
-
-
-def versions(crun: str, podman: str) -> str:
-    return (f"Python {platform.python_version()}, skiff {skiff.__version__} "
-            f"({skiff_commit()}), {crun}, {podman}")
-
-
-def append_results(table_rows: list[tuple[str, ...]], command: str, args: argparse.Namespace,
-                   crun: str, pod: PodmanResults) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is one run of a script in `bench/`, appended by it.\n")
-    lines = [
-        "",
-        f"## cold_start — {datetime.now(UTC).strftime('%a %b %d %H:%M:%S UTC %Y')}",
-        "",
-        f"- machine: {machine()}",
-        f"- software: {versions(crun, pod.version)}",
-        f"- command: `{command}`",
+def report(table_rows: list[tuple[str, ...]], command: str, args: argparse.Namespace,
+           crun: str, pod: PodmanResults) -> None:
+    append_results("cold_start", machine(cgroup=True), versions(crun, pod.version), command, [
         f"- podman: `{pod.describe_flags()} [--network=none] skiff-bench-base python3 -c pass`",
         f"- skiff server on its `oci` runtime; cold start = `noop.remote()` with no container "
         f"(`max_inputs=1`, default image cached), {args.runs} runs; bare start = `crun run` of "
@@ -456,24 +341,21 @@ def append_results(table_rows: list[tuple[str, ...]], command: str, args: argpar
         f"of the same rootfs, {args.runs} runs; cold start's podman column is `podman run --rm` with "
         f"its default network; rebuilds: {args.rebuilds} runs, SDK `build_image` vs cached `podman build`",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 2) + ["---"]) + "|",
-        *("| " + " | ".join(row) + " |" for row in table_rows),
-    ]
-    with open(RESULTS, "a") as f:
-        f.write("\n".join(lines) + "\n")
+        *markdown_table(HEADER, table_rows),
+    ])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="timed cold starts and container starts")
     parser.add_argument("--rebuilds", type=int, default=10, help="timed no-change rebuilds")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args()
     if args.runs < 2 or args.rebuilds < 2:
         parser.error("--runs and --rebuilds must be at least 2")
     if os.geteuid() != 0:
         parser.error("run as root: the oci runtime, overlayfs mounts and rootful podman need it")
-    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    command = command_line()
 
     print("skiff (server on the oci runtime):", flush=True)
     sk = measure_skiff(args.runs, args.rebuilds)
@@ -486,10 +368,11 @@ def main() -> None:
         remove_podman_images()
 
     table_rows = rows(sk, bare, pod)
-    print_table(table_rows)
+    print_table("skiff vs podman: cold start, bare container start, no-change rebuild (lower is better)",
+                HEADER, table_rows, 120)
     print(f"podman flags: {pod.describe_flags()}")
-    append_results(table_rows, command, args, crun, pod)
-    print(f"appended to {os.path.relpath(RESULTS)}")
+    if not args.no_record:
+        report(table_rows, command, args, crun, pod)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``.map`` throughput with a pinned number of containers, and the memory a big map costs,
 measured beside Ray on the same machine.
 
-    .venv/bin/python bench/map_throughput.py [--n-trivial 20000] [--n-cpu 400] [--n-memory 100000] [--repeats 3]
+    .venv/bin/python bench/map_throughput.py [--n-trivial 20000] [--n-cpu 400] [--n-memory 100000] [--repeats 3] [--no-record]
 
 What it measures, for two functions:
 
@@ -41,36 +41,42 @@ default image is built once per machine; a free port), measures skiff, stops the
 the CPUs. It prints a table with the targets (trivial map ≥ 5,000 inputs/s and at least
 Ray's, at each container count; CPU-bound map with 2 containers ≥ 1.7× one container;
 server memory growth under 200 MB for the 100,000-input map) and appends it, with the
-date, the machine, the software versions and the command, to ``bench/RESULTS.md``.
+date, the machine, the software versions and the command, to ``bench/RESULTS.md`` (not
+with ``--no-record``).
 
 ``trivial`` and ``cpu_20ms`` are defined at module level because a skiff container
 imports the function's module by name (this file's stem, ``map_throughput``);
 everything else runs under ``if __name__ == "__main__"`` so that import does nothing else.
+The helpers this script shares with the others are in ``_common.py``, imported only when
+it runs as a script: a container has this file alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
-import shlex
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import skiff
+
+if __name__ == "__main__":  # containers import this file alone, without its neighbours
+    from _common import (
+        BenchServer,
+        append_results,
+        command_line,
+        machine,
+        markdown_table,
+        print_table,
+        throughput,
+        versions,
+    )
 
 app = skiff.App("bench-map-throughput")
 
@@ -90,9 +96,6 @@ def cpu_20ms(x: int) -> int:
     return x
 
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-IMAGE_CACHE = Path(os.environ.get("SKIFF_TEST_IMAGE_CACHE", "/var/tmp/skiff-test-images"))
 CONTAINER_COUNTS = (1, 2, 4)
 MEMORY_CONTAINERS = 2
 MEMORY_WARMUP = 1000
@@ -107,15 +110,6 @@ TARGET_SERVER_GROWTH_MB = 200.0
 
 
 FanOut = Callable[[int], list[int]]
-
-
-def throughput(fan_out: FanOut, n: int) -> float:
-    """Inputs per second of one ``fan_out(n)``, which must return ``list(range(n))``."""
-    start = time.perf_counter()
-    results = fan_out(n)
-    elapsed = time.perf_counter() - start
-    assert results == list(range(n)), "fan-out returned wrong or missing results"
-    return n / elapsed
 
 
 def median_throughput(fan_out: FanOut, n: int, repeats: int, label: str) -> float:
@@ -224,50 +218,6 @@ def measure_memory(fan_out: FanOut, n: int, server_pids: list[int], label: str) 
 # -- skiff -----------------------------------------------------------------------------
 
 
-class SkiffServer:
-    """A ``skiff server`` subprocess with default settings, on a free port with a scratch
-    ``SKIFF_HOME`` that shares the test suite's image layer cache."""
-
-    def __init__(self, home: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.home = home
-        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-        (home / "images").symlink_to(IMAGE_CACHE)
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = home / "server.log"
-        env = dict(os.environ, SKIFF_HOME=str(home), SKIFF_SERVER_URL=self.url)
-        env.pop("SKIFF_TOKEN", None)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "skiff.cli", "server", "start", "--foreground", "--port", str(port)],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )
-
-    def wait_healthy(self, timeout: float = 30.0) -> str:
-        """Wait until the server answers; return the container runtime it uses."""
-        from skiff._local_server import is_healthy
-
-        deadline = time.monotonic() + timeout
-        while not is_healthy(self.url, timeout=0.5):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"skiff server did not start; its log:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        with urllib.request.urlopen(self.url + "/v1/health", timeout=5) as resp:
-            return json.load(resp)["runtime"]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def pin_containers(fn: skiff.Function, n: int, timeout: float = 120.0) -> None:
     """Give ``fn`` exactly ``n`` containers and wait until the server reports them."""
     fn.update_autoscaler(min_containers=n, max_containers=n, scaledown_window=1)
@@ -281,30 +231,24 @@ def pin_containers(fn: skiff.Function, n: int, timeout: float = 120.0) -> None:
 def measure_skiff(args: argparse.Namespace) -> tuple[Measured, str]:
     """skiff's numbers, and the name of the container runtime they were measured on."""
     out = Measured()
-    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp:
-        server = SkiffServer(Path(tmp))
-        try:
-            runtime = server.wait_healthy()
-            print(f"  skiff server: runtime {runtime}, {server.url}, pid {server.proc.pid}", flush=True)
-            # skiff reads its settings from the environment when it first talks to a server.
-            os.environ.update(SKIFF_HOME=tmp, SKIFF_SERVER_URL=server.url)
-            os.environ.pop("SKIFF_TOKEN", None)
-            with app.run(show_logs=False, show_progress=False):
-                fan_outs = {"trivial": (trivial, lambda n: list(trivial.map(range(n)))),
-                            "cpu": (cpu_20ms, lambda n: list(cpu_20ms.map(range(n))))}
-                pin_containers(trivial, MEMORY_CONTAINERS)
-                out.client, out.server, out.memory_rate = measure_memory(
-                    fan_outs["trivial"][1], args.n_memory, [server.proc.pid], "skiff")
-                for workload, n in (("trivial", args.n_trivial), ("cpu", args.n_cpu)):
-                    fn, fan_out = fan_outs[workload]
-                    for count in CONTAINER_COUNTS:
-                        pin_containers(fn, count)
-                        out.rates[workload, count] = median_throughput(
-                            fan_out, n, args.repeats, f"skiff {workload}, {count} container(s)")
-                    fn.update_autoscaler(min_containers=0, max_containers=1)  # make room for the next
-            return out, runtime
-        finally:
-            server.stop()
+    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp, BenchServer(Path(tmp)) as server:
+        runtime = server.wait_healthy()["runtime"]
+        print(f"  skiff server: runtime {runtime}, {server.url}, pid {server.proc.pid}", flush=True)
+        server.point_client()
+        with app.run(show_logs=False, show_progress=False):
+            fan_outs = {"trivial": (trivial, lambda n: list(trivial.map(range(n)))),
+                        "cpu": (cpu_20ms, lambda n: list(cpu_20ms.map(range(n))))}
+            pin_containers(trivial, MEMORY_CONTAINERS)
+            out.client, out.server, out.memory_rate = measure_memory(
+                fan_outs["trivial"][1], args.n_memory, [server.proc.pid], "skiff")
+            for workload, n in (("trivial", args.n_trivial), ("cpu", args.n_cpu)):
+                fn, fan_out = fan_outs[workload]
+                for count in CONTAINER_COUNTS:
+                    pin_containers(fn, count)
+                    out.rates[workload, count] = median_throughput(
+                        fan_out, n, args.repeats, f"skiff {workload}, {count} container(s)")
+                fn.update_autoscaler(min_containers=0, max_containers=1)  # make room for the next
+        return out, runtime
 
 
 # -- Ray -------------------------------------------------------------------------------
@@ -387,53 +331,15 @@ def rows(sk: Measured, ray: Measured, n_memory: int) -> list[tuple[str, ...]]:
     return out
 
 
-def print_table(table_rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="skiff vs Ray: .map throughput by container count, and memory of a big map")
-    for i, name in enumerate(HEADER):
-        table.add_column(name, justify="left" if i in (0, len(HEADER) - 1) else "right")
-    for row in table_rows:
-        table.add_row(*row)
-    Console(width=max(150, shutil.get_terminal_size().columns)).print(table)  # no wrapped cells
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    meminfo = Path("/proc/meminfo").read_text()
-    mem_kb = int(next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal:")))
-    return f"{len(os.sched_getaffinity(0))} CPUs ({model}), {mem_kb / 2**20:.1f} GiB memory, Linux {platform.release()}"
-
-
-def skiff_commit() -> str:
-    """The commit of the checkout skiff is imported from, and where, if not this one (a
-    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
-    checkout = Path(skiff.__file__).resolve().parent.parent
-    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
-    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
-
-
-def versions() -> str:
+def ray_versions() -> str:
     import ray
 
-    return (f"Python {platform.python_version()}, skiff {skiff.__version__} "
-            f"({skiff_commit()}), Ray {ray.__version__}")
+    return versions(f"Ray {ray.__version__}")
 
 
-def append_results(table_rows: list[tuple[str, ...]], command: str, software: str,
-                   args: argparse.Namespace, runtime: str) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is one run of a script in `bench/`, appended by it.\n")
-    lines = [
-        "",
-        f"## map_throughput — {datetime.now(UTC).strftime('%a %b %d %H:%M:%S UTC %Y')}",
-        "",
-        f"- machine: {machine()}",
-        f"- software: {software}",
-        f"- command: `{command}`",
+def report(table_rows: list[tuple[str, ...]], command: str, software: str,
+           args: argparse.Namespace, runtime: str) -> None:
+    append_results("map_throughput", machine(), software, command, [
         f"- `trivial(x) -> x` over {args.n_trivial:,} inputs and `cpu_20ms(x)` (a busy loop of 20 ms of "
         f"CPU time) over {args.n_cpu:,} inputs, `list(f.map(range(n)))`, medians of {args.repeats} repeats "
         f"after a warm-up; skiff server with default settings on its `{runtime}` runtime, containers "
@@ -444,12 +350,8 @@ def append_results(table_rows: list[tuple[str, ...]], command: str, software: st
         f"every {SAMPLE_EVERY * 1000:.0f} ms and VmHWM reset before the map; client = this process "
         f"(Ray's driver), server = the skiff server process (Ray: raylet + gcs_server, summed); MB = 10^6 bytes",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 2) + ["---"]) + "|",
-        *("| " + " | ".join(row) + " |" for row in table_rows),
-    ]
-    with open(RESULTS, "a") as f:
-        f.write("\n".join(lines) + "\n")
+        *markdown_table(HEADER, table_rows),
+    ])
 
 
 def main() -> None:
@@ -458,9 +360,10 @@ def main() -> None:
     parser.add_argument("--n-cpu", type=int, default=400, help="inputs per CPU-bound map")
     parser.add_argument("--n-memory", type=int, default=100000, help="inputs of the map whose memory is measured")
     parser.add_argument("--repeats", type=int, default=3, help="times each throughput measurement runs")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args()
-    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    software = versions()  # before measuring: the commit the server runs, not one made meanwhile
+    command = command_line()
+    software = ray_versions()  # before measuring: the commit the server runs, not one made meanwhile
 
     print("skiff:", flush=True)
     sk, runtime = measure_skiff(args)
@@ -468,9 +371,9 @@ def main() -> None:
     ray = measure_ray(args)
 
     table_rows = rows(sk, ray, args.n_memory)
-    print_table(table_rows)
-    append_results(table_rows, command, software, args, runtime)
-    print(f"appended to {os.path.relpath(RESULTS)}")
+    print_table("skiff vs Ray: .map throughput by container count, and memory of a big map", HEADER, table_rows, 150)
+    if not args.no_record:
+        report(table_rows, command, software, args, runtime)
 
 
 if __name__ == "__main__":

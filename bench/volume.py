@@ -1,7 +1,7 @@
 """Volume transfer throughput against a plain file copy, and how long a container takes
 to see a committed 1,000-file tree.
 
-    .venv/bin/python bench/volume.py [--size-mib 1024] [--files 1000] [--repeats 3]
+    .venv/bin/python bench/volume.py [--size-mib 1024] [--files 1000] [--repeats 3] [--no-record]
 
 (Run as root: volumes need the ``oci`` runtime.) What it measures:
 
@@ -45,12 +45,14 @@ scratch ``SKIFF_HOME`` in a temporary directory whose ``images`` links to the te
 suite's shared layer cache, ``SKIFF_TEST_IMAGE_CACHE`` or /var/tmp/skiff-test-images, so
 the default image is built once per machine; a free port), measures, and stops it. It
 prints two tables and appends them, with the date, the machine, the software versions
-and the command, to ``bench/RESULTS.md``. Target: put and get each reach at least 50% of
-the faster plain copy's throughput.
+and the command, to ``bench/RESULTS.md`` (not with ``--no-record``). Target: put and get
+each reach at least 50% of the faster plain copy's throughput.
 
 The functions and the volume are defined at module level because a skiff container
 imports the function's module by name (this file's stem, ``volume``); everything else
-runs under ``if __name__ == "__main__"`` so that import does nothing else.
+runs under ``if __name__ == "__main__"`` so that import does nothing else. The helpers
+this script shares with the others are in ``_common.py``, imported only when it runs as
+a script: a container has this file alone.
 """
 
 from __future__ import annotations
@@ -58,26 +60,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
-import platform
 import re
 import resource
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import skiff
+
+if __name__ == "__main__":  # containers import this file alone, without its neighbours
+    from _common import (
+        BenchServer,
+        append_results,
+        command_line,
+        machine,
+        markdown_table,
+        print_table,
+        versions,
+    )
 
 app = skiff.App("bench-volume")
 tree = skiff.Volume.from_name("bench-tree", create_if_missing=True)
@@ -104,9 +111,6 @@ def no_volume() -> int:
     return 0
 
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-IMAGE_CACHE = Path(os.environ.get("SKIFF_TEST_IMAGE_CACHE", "/var/tmp/skiff-test-images"))
 IO_VOLUME = "bench-io"
 CHUNK = 16 << 20  # bytes of random data written at a time
 SMALL_FILE = 1024  # bytes in each file of the tree
@@ -178,53 +182,6 @@ def server_peak_growth(pid: int, into: list[float]):
 # -- skiff -----------------------------------------------------------------------------
 
 
-class SkiffServer:
-    """A ``skiff server`` subprocess on the ``oci`` runtime, on a free port with a scratch
-    ``SKIFF_HOME`` that shares the test suite's image layer cache."""
-
-    def __init__(self, home: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.home = home
-        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-        (home / "images").symlink_to(IMAGE_CACHE)
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = home / "server.log"
-        self.env = dict(os.environ, SKIFF_HOME=str(home), SKIFF_SERVER_URL=self.url, SKIFF_RUNTIME="oci")
-        self.env.pop("SKIFF_TOKEN", None)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "skiff.cli", "server", "start", "--foreground", "--port", str(port)],
-                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )
-
-    def wait_healthy(self, timeout: float = 30.0) -> str:
-        """Wait until the server answers; return the container runtime it uses."""
-        from skiff._local_server import is_healthy
-
-        deadline = time.monotonic() + timeout
-        while not is_healthy(self.url, timeout=0.5):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"skiff server did not start; its log:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        with urllib.request.urlopen(self.url + "/v1/health", timeout=5) as resp:
-            return json.load(resp)["runtime"]
-
-    def cli(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "skiff.cli", *args]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @dataclass
 class Transfer:
     mb_per_s: float
@@ -244,7 +201,7 @@ class IoResults:
     http_get: Transfer
 
 
-def measure_io(server: SkiffServer, work: Path, size_mib: int, repeats: int) -> IoResults:
+def measure_io(server: BenchServer, work: Path, size_mib: int, repeats: int) -> IoResults:
     size = size_mib << 20
     src = work / "big.bin"
     print(f"  writing {size_mib:,} MiB of random bytes to {src}", flush=True)
@@ -385,23 +342,16 @@ def measure(args: argparse.Namespace) -> tuple[IoResults, TreeResults]:
         home, work = Path(tmp) / "home", Path(tmp) / "work"
         home.mkdir()
         work.mkdir()
-        server = SkiffServer(home)
-        try:
-            runtime = server.wait_healthy()
-            if runtime != "oci":
-                raise RuntimeError(f"the server runs the {runtime!r} runtime, not 'oci'; volumes need oci")
+        with BenchServer(home, runtime="oci") as server:  # volumes need oci
+            runtime = server.wait_healthy()["runtime"]
             print(f"  skiff server: runtime {runtime}, {server.url}, pid {server.proc.pid}", flush=True)
-            # skiff reads its settings from the environment when it first talks to a server.
-            os.environ.update(SKIFF_HOME=str(home), SKIFF_SERVER_URL=server.url)
-            os.environ.pop("SKIFF_TOKEN", None)
+            server.point_client()
             print("put / get:", flush=True)
             io = measure_io(server, work, args.size_mib, args.repeats)
             print("1,000-file tree:", flush=True)
             with app.run(show_logs=False):
                 tr = measure_tree(work, args.files, args.repeats)
             return io, tr
-        finally:
-            server.stop()
 
 
 # -- reporting -------------------------------------------------------------------------
@@ -449,60 +399,9 @@ def tree_rows(tr: TreeResults) -> list[tuple[str, ...]]:
     ]
 
 
-def print_table(title: str, header: tuple[str, ...], table_rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 or name == "target" else "right")
-    for row in table_rows:
-        table.add_row(*row)
-    Console(width=max(150, shutil.get_terminal_size().columns)).print(table)  # no wrapped cells
-
-
-def markdown(header: tuple[str, ...], table_rows: list[tuple[str, ...]]) -> list[str]:
-    aligns = ["---" if i == 0 or name == "target" else "---:" for i, name in enumerate(header)]
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|",
-            *("| " + " | ".join(row) + " |" for row in table_rows)]
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    meminfo = Path("/proc/meminfo").read_text()
-    mem_kb = int(next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal:")))
-    fs = subprocess.run(["df", "--output=source,fstype", tempfile.gettempdir()], capture_output=True, text=True)
-    disk = " ".join(fs.stdout.split()[2:4]) if fs.returncode == 0 else "unknown"
-    return (f"{len(os.sched_getaffinity(0))} CPUs ({model}), {mem_kb / 2**20:.1f} GiB memory, "
-            f"Linux {platform.release()}, {tempfile.gettempdir()} on {disk}")
-
-
-def skiff_commit() -> str:
-    """The commit of the checkout skiff is imported from, and where, if not this one (a
-    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
-    checkout = Path(skiff.__file__).resolve().parent.parent
-    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
-    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
-
-
-def versions() -> str:
-    return (f"Python {platform.python_version()}, skiff {skiff.__version__} "
-            f"({skiff_commit()})")
-
-
-def append_results(io: list[tuple[str, ...]], tr: list[tuple[str, ...]], command: str, software: str,
-                   args: argparse.Namespace) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is one run of a script in `bench/`, appended by it.\n")
-    lines = [
-        "",
-        f"## volume — {datetime.now(UTC).strftime('%a %b %d %H:%M:%S UTC %Y')}",
-        "",
-        f"- machine: {machine()}",
-        f"- software: {software}",
-        f"- command: `{command}`",
+def report(io: list[tuple[str, ...]], tr: list[tuple[str, ...]], command: str, software: str,
+           args: argparse.Namespace) -> None:
+    append_results("volume", machine(tmp_disk=True), software, command, [
         f"- skiff server on its `oci` runtime; {args.size_mib:,} MiB of random bytes; each CLI command "
         f"is a fresh process timed start to exit, under `/usr/bin/time -v` for its peak RSS; "
         f"`shutil.copyfile` in the bench's own process, `cp` a subprocess; same file system for all; "
@@ -510,7 +409,7 @@ def append_results(io: list[tuple[str, ...]], tr: list[tuple[str, ...]], command
         f"channel (same machine), the HTTP-only rows set `SKIFF_VOLUME_LOCAL=0`; MB = 10^6 bytes; medians of "
         f"{args.repeats} repeats (RSS: the largest)",
         "",
-        *markdown(IO_HEADER, io),
+        *markdown_table(IO_HEADER, io),
         "",
         f"- {args.files:,}-file tree: `Volume.batch_upload()` of {args.files:,} files of {SMALL_FILE:,} B, "
         f"then `.remote()` to result of a function that mounts the volume at `/data` and counts files with "
@@ -518,10 +417,8 @@ def append_results(io: list[tuple[str, ...]], tr: list[tuple[str, ...]], command
         f"`vol.reload()` after the tree was replaced by a new commit; medians of {args.repeats} repeats "
         f"after a warm-up",
         "",
-        *markdown(TREE_HEADER, tr),
-    ]
-    with open(RESULTS, "a") as f:
-        f.write("\n".join(lines) + "\n")
+        *markdown_table(TREE_HEADER, tr, left_last=False),
+    ])
 
 
 def main() -> None:
@@ -529,18 +426,20 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024, help="size of the file put and got, in MiB")
     parser.add_argument("--files", type=int, default=1000, help="files in the volume tree")
     parser.add_argument("--repeats", type=int, default=3, help="times each measurement runs")
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     args = parser.parse_args()
     if os.geteuid() != 0:
         parser.error("run as root: volumes need the oci runtime")
-    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    command = command_line()
     software = versions()  # before measuring: the commit the server runs, not one made meanwhile
 
     io, tr = measure(args)
     io_table, tree_table = io_rows(io), tree_rows(tr)
-    print_table("skiff volume put / get vs a plain copy on the same disk", IO_HEADER, io_table)
-    print_table(f"a container seeing a committed {tr.files:,}-file volume tree", TREE_HEADER, tree_table)
-    append_results(io_table, tree_table, command, software, args)
-    print(f"appended to {os.path.relpath(RESULTS)}")
+    print_table("skiff volume put / get vs a plain copy on the same disk", IO_HEADER, io_table, 150)
+    print_table(f"a container seeing a committed {tr.files:,}-file volume tree", TREE_HEADER, tree_table, 150,
+                left_last=False)
+    if not args.no_record:
+        report(io_table, tree_table, command, software, args)
 
 
 if __name__ == "__main__":

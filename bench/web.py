@@ -1,7 +1,7 @@
 """Web endpoint throughput and latency through skiff's gateway, against the same FastAPI
 app served directly by uvicorn, and the latency of a request that finds no container.
 
-    .venv/bin/python bench/web.py [--duration 10] [--repeats 3] [--cold-runs 10]
+    .venv/bin/python bench/web.py [--duration 10] [--repeats 3] [--cold-runs 10] [--no-record]
 
 (Run as root: the server uses the ``oci`` runtime. ``scripts/setup-bench`` installs
 ``wrk``.) What it measures:
@@ -43,11 +43,13 @@ stopped around its runs, while the skiff server idles), the gateway configuratio
 ``scaledown_window`` is 600 s, see ``WARM_SCALEDOWN_S``) and cold requests, one after
 the other. Before each measurement it waits until no other ``bench/*.py`` script is
 running, since they share the CPUs. It prints a table and appends it, with the date, the machine, the
-software versions and the command, to ``bench/RESULTS.md``.
+software versions and the command, to ``bench/RESULTS.md`` (not with ``--no-record``).
 
 The app is defined at module level because a skiff container imports the function's
 module by name (this file's stem, ``web``); everything else runs under
-``if __name__ == "__main__"`` and imports lazily, so that import stays cheap.
+``if __name__ == "__main__"`` and imports lazily, so that import stays cheap. The
+helpers this script shares with the others are in ``_common.py``, imported only when it
+runs as a script: a container has this file alone (and so does ``uvicorn web:direct_app``).
 """
 
 from __future__ import annotations
@@ -56,24 +58,34 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import skiff
+
+if __name__ == "__main__":  # containers import this file alone, without its neighbours
+    from _common import (
+        HERE,
+        BenchServer,
+        Stats,
+        append_results,
+        command_line,
+        free_port,
+        machine,
+        markdown_table,
+        print_table,
+        versions,
+        wait_for_quiet,
+    )
 
 app = skiff.App("webbench")
 image = skiff.Image.debian_slim().pip_install("fastapi")
@@ -104,10 +116,6 @@ def direct_app():
     return web
 
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-IMAGE_CACHE = Path(os.environ.get("SKIFF_TEST_IMAGE_CACHE", "/var/tmp/skiff-test-images"))
-OTHER_BENCHES = r"bench/(map_throughput|volume|remote_latency|cold_start)\.py"
 EXPECTED = {"hello": "world"}
 THREADS, CONNECTIONS = 2, 16
 WARMUP_S = 2
@@ -130,27 +138,6 @@ class Wrk:
     p50: float  # milliseconds
     p99: float
     requests: int
-
-
-@dataclass
-class Stats:
-    p50: float  # milliseconds
-    p99: float
-
-    @classmethod
-    def of(cls, samples_ms: list[float]) -> Stats:
-        cuts = statistics.quantiles(samples_ms, n=100, method="inclusive")
-        return cls(p50=statistics.median(samples_ms), p99=cuts[98])
-
-
-def wait_for_quiet() -> None:
-    """Wait while another bench script runs: this machine's CPUs are shared."""
-    said = False
-    while subprocess.run(["pgrep", "-f", OTHER_BENCHES], capture_output=True).returncode == 0:
-        if not said:
-            print("  (waiting for another bench script to finish)", flush=True)
-            said = True
-        time.sleep(2)
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -211,69 +198,7 @@ def check_answer(url: str) -> None:
         raise RuntimeError(f"GET {url} answered {status}: {body[:500]!r}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- skiff -----------------------------------------------------------------------------
-
-
-class SkiffServer:
-    """A ``skiff server`` subprocess on the ``oci`` runtime, on a free port with a scratch
-    ``SKIFF_HOME`` that shares the test suite's image layer cache."""
-
-    def __init__(self, home: Path) -> None:
-        port = free_port()
-        self.home = home
-        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-        (home / "images").symlink_to(IMAGE_CACHE)
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = home / "server.log"
-        env = dict(os.environ, SKIFF_HOME=str(home), SKIFF_SERVER_URL=self.url, SKIFF_RUNTIME="oci")
-        env.pop("SKIFF_TOKEN", None)
-        env.pop("SKIFF_GATEWAY_URL", None)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "skiff.cli", "server", "start", "--foreground", "--port", str(port)],
-                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            )
-
-    def wait_healthy(self, timeout: float = 30.0) -> dict:
-        from skiff._local_server import is_healthy
-
-        deadline = time.monotonic() + timeout
-        while not is_healthy(self.url, timeout=0.5):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"skiff server did not start; its log:\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        return self.get("/v1/health")  # type: ignore[return-value]
-
-    def get(self, path: str) -> dict | list:
-        token = (self.home / "token").read_text().strip()
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.load(resp)
-
-    def wait_no_containers(self, app_name: str, timeout: float = 60.0) -> None:
-        """Until the app has no container at all, stopping ones included (the server
-        reports a container until the runtime has cleaned it up)."""
-        deadline = time.monotonic() + timeout
-        while (have := sum(a["containers"] for a in self.get(f"/v1/apps/{app_name}"))) != 0:  # type: ignore[index]
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"app {app_name} still has {have} container(s) after {timeout:g} s")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def runners(fn: skiff.Function) -> int:
@@ -311,59 +236,49 @@ def measure_gateway(duration: float, repeats: int, cold_runs: int,
     from skiff._deploy import deploy_app
     from skiff._sync import run_sync
 
-    with tempfile.TemporaryDirectory(prefix="skiff-bench-web-") as tmp:
-        server = SkiffServer(Path(tmp))
-        try:
-            health = server.wait_healthy()
-            if health.get("runtime") != "oci":
-                raise RuntimeError(f"the server runs the {health.get('runtime')!r} runtime, not 'oci'; "
-                                   f"its log:\n{server.log.read_text(errors='replace')}")
-            print(f"  skiff server: runtime {health['runtime']}, {server.url}", flush=True)
-            # skiff reads its settings from the environment when it first talks to a server.
-            os.environ.update(SKIFF_HOME=tmp, SKIFF_SERVER_URL=server.url)
-            os.environ.pop("SKIFF_TOKEN", None)
-            os.environ.pop("SKIFF_GATEWAY_URL", None)
-            started = time.perf_counter()
-            info = run_sync(deploy_app(app, show_progress=False))
-            print(f"  deployed {info['name']} version {info['version']} in {time.perf_counter() - started:.1f} s: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(info["urls"].items())), flush=True)
-            one = skiff.Function.from_name("webbench", "hello")
-            many = skiff.Function.from_name("webbench", "hello_concurrent")
-            url, url_concurrent = one.get_web_url(), many.get_web_url()
-            for fn in (one, many):
-                fn.update_autoscaler(scaledown_window=WARM_SCALEDOWN_S)
+    with tempfile.TemporaryDirectory(prefix="skiff-bench-web-") as tmp, BenchServer(Path(tmp), runtime="oci") as server:
+        health = server.wait_healthy()
+        print(f"  skiff server: runtime {health['runtime']}, {server.url}", flush=True)
+        server.point_client()
+        started = time.perf_counter()
+        info = run_sync(deploy_app(app, show_progress=False))
+        print(f"  deployed {info['name']} version {info['version']} in {time.perf_counter() - started:.1f} s: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(info["urls"].items())), flush=True)
+        one = skiff.Function.from_name("webbench", "hello")
+        many = skiff.Function.from_name("webbench", "hello_concurrent")
+        url, url_concurrent = one.get_web_url(), many.get_web_url()
+        for fn in (one, many):
+            fn.update_autoscaler(scaledown_window=WARM_SCALEDOWN_S)
 
-            direct_results = direct()  # uvicorn, while this server idles with one warm container
+        direct_results = direct()  # uvicorn, while this server idles with one warm container
 
-            warm(one, url, 1)
-            floor = load("gateway, 1 container, 1 connection", url, duration, repeats, connections=1, threads=1)
-            r_one = load(f"gateway, 1 container, {CONNECTIONS} connections", url, duration, repeats)
-            warm(one, url, 2)
-            r_two = load(f"gateway, 2 containers, {CONNECTIONS} connections", url, duration, repeats)
-            one.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=COLD_SCALEDOWN_S)
-            warm(many, url_concurrent, 1)
-            r_conc = load(f"gateway, 1 container @concurrent(max_inputs={CONCURRENT_INPUTS}), "
-                          f"{CONNECTIONS} connections", url_concurrent, duration, repeats)
-            many.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=COLD_SCALEDOWN_S)
+        warm(one, url, 1)
+        floor = load("gateway, 1 container, 1 connection", url, duration, repeats, connections=1, threads=1)
+        r_one = load(f"gateway, 1 container, {CONNECTIONS} connections", url, duration, repeats)
+        warm(one, url, 2)
+        r_two = load(f"gateway, 2 containers, {CONNECTIONS} connections", url, duration, repeats)
+        one.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=COLD_SCALEDOWN_S)
+        warm(many, url_concurrent, 1)
+        r_conc = load(f"gateway, 1 container @concurrent(max_inputs={CONCURRENT_INPUTS}), "
+                      f"{CONNECTIONS} connections", url_concurrent, duration, repeats)
+        many.update_autoscaler(min_containers=0, max_containers=1, scaledown_window=COLD_SCALEDOWN_S)
 
-            samples = []
-            wait_for_quiet()
-            for i in range(cold_runs + 1):
-                wait_runners(one, 0)
-                wait_runners(many, 0)
-                server.wait_no_containers(app.name)  # type: ignore[arg-type]
-                start = time.perf_counter()
-                status, body = get(url)
-                elapsed = (time.perf_counter() - start) * 1000
-                if status != 200 or json.loads(body) != EXPECTED:
-                    raise RuntimeError(f"cold GET {url} answered {status}: {body[:500]!r}")
-                if i:
-                    samples.append(elapsed)
-            cold = Stats.of(samples)
-            print(f"  cold request: p50 {cold.p50:.1f} ms, p99 {cold.p99:.1f} ms "
-                  f"(min {min(samples):.1f}, max {max(samples):.1f}, {cold_runs} runs)", flush=True)
-        finally:
-            server.stop()
+        samples = []
+        wait_for_quiet()
+        for i in range(cold_runs + 1):
+            wait_runners(one, 0)
+            wait_runners(many, 0)
+            server.wait_no_containers(app.name)  # type: ignore[arg-type]
+            start = time.perf_counter()
+            status, body = get(url)
+            elapsed = (time.perf_counter() - start) * 1000
+            if status != 200 or json.loads(body) != EXPECTED:
+                raise RuntimeError(f"cold GET {url} answered {status}: {body[:500]!r}")
+            if i:
+                samples.append(elapsed)
+        cold = Stats.of(samples)
+        print(f"  cold request: p50 {cold.p50:.1f} ms, p99 {cold.p99:.1f} ms "
+              f"(min {min(samples):.1f}, max {max(samples):.1f}, {cold_runs} runs)", flush=True)
     return GatewayResults(r_one, r_two, r_conc, floor, cold, samples), direct_results
 
 
@@ -453,57 +368,18 @@ def rows(gw: GatewayResults, d: DirectResults) -> list[tuple[str, ...]]:
     ]
 
 
-def print_table(table_rows: list[tuple[str, ...]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="skiff web gateway vs uvicorn directly: hello-world FastAPI endpoint")
-    for i, name in enumerate(HEADER):
-        table.add_column(name, justify="left" if i in (0, len(HEADER) - 1) else "right")
-    for row in table_rows:
-        table.add_row(*row)
-    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)  # no wrapped cells
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown")
-    meminfo = Path("/proc/meminfo").read_text()
-    mem_kb = int(next(line.split()[1] for line in meminfo.splitlines() if line.startswith("MemTotal:")))
-    return (f"{len(os.sched_getaffinity(0))} CPUs ({model}), {mem_kb / 2**20:.1f} GiB memory, "
-            f"Linux {platform.release()}")
-
-
-def skiff_commit() -> str:
-    """The commit of the checkout skiff is imported from, and where, if not this one (a
-    clean worktree keeps the numbers tied to a commit while this tree is being edited)."""
-    checkout = Path(skiff.__file__).resolve().parent.parent
-    res = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=checkout, capture_output=True, text=True)
-    return f"commit {res.stdout.strip() or 'unknown'}" + ("" if checkout == HERE.parent else f", imported from {checkout}")
-
-
-def versions() -> str:
+def software() -> str:
     from importlib.metadata import version
 
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     wrk_line = (wrk_version.stdout + wrk_version.stderr).strip().splitlines()[0].split(" [")[0]
-    return (f"Python {platform.python_version()}, skiff {skiff.__version__} ({skiff_commit()}), "
-            f"uvicorn {version('uvicorn')}, fastapi {version('fastapi')} (direct; the container's image "
-            f"pip-installs the newest), {wrk_line}")
+    return versions(f"uvicorn {version('uvicorn')}", f"fastapi {version('fastapi')} (direct; the container's image "
+                    "pip-installs the newest)", wrk_line)
 
 
-def append_results(table_rows: list[tuple[str, ...]], command: str, args: argparse.Namespace,
-                   gw: GatewayResults, load_avg: tuple[float, float]) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach section is one run of a script in `bench/`, appended by it.\n")
-    lines = [
-        "",
-        f"## web — {datetime.now(UTC).strftime('%a %b %d %H:%M:%S UTC %Y')}",
-        "",
-        f"- machine: {machine()}",
-        f"- software: {versions()}",
-        f"- command: `{command}`; 1-minute load average {load_avg[0]:.2f} at the start, {load_avg[1]:.2f} at the end",
+def report(table_rows: list[tuple[str, ...]], command: str, args: argparse.Namespace,
+           gw: GatewayResults, load_avg: tuple[float, float]) -> None:
+    append_results("web", machine(), software(), command, [
         f"- a `@skiff.fastapi_endpoint` returning `{{\"hello\": \"world\"}}` through the gateway of a skiff server on "
         f"its `oci` runtime (warm containers pinned with `min_containers = max_containers`), vs the same FastAPI "
         f"app under `uvicorn --factory` on 127.0.0.1 (one process); load: `wrk -t{THREADS} -c{CONNECTIONS} "
@@ -512,12 +388,8 @@ def append_results(table_rows: list[tuple[str, ...]], command: str, args: argpar
         f"connection with no container (`min_containers=0`, image cached), {args.cold_runs} runs "
         f"(samples, ms: {', '.join(f'{s:.0f}' for s in gw.cold_samples)})",
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(HEADER) - 2) + ["---"]) + "|",
-        *("| " + " | ".join(row) + " |" for row in table_rows),
-    ]
-    with open(RESULTS, "a") as f:
-        f.write("\n".join(lines) + "\n")
+        *markdown_table(HEADER, table_rows),
+    ], command_note=f"; 1-minute load average {load_avg[0]:.2f} at the start, {load_avg[1]:.2f} at the end")
 
 
 def main() -> None:
@@ -533,17 +405,16 @@ def main() -> None:
         parser.error("run as root: the oci runtime needs it")
     if shutil.which("wrk") is None:
         parser.error("wrk is missing; scripts/setup-bench installs it")
-    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    command = command_line()
     load_before = os.getloadavg()[0]
 
     print("skiff gateway (server on the oci runtime) and uvicorn directly:", flush=True)
     gw, direct = measure_gateway(args.duration, args.repeats, args.cold_runs,
                                  lambda: measure_direct(args.duration, args.repeats))
     table_rows = rows(gw, direct)
-    print_table(table_rows)
+    print_table("skiff web gateway vs uvicorn directly: hello-world FastAPI endpoint", HEADER, table_rows, 160)
     if not args.no_record:
-        append_results(table_rows, command, args, gw, (load_before, os.getloadavg()[0]))
-        print(f"appended to {os.path.relpath(RESULTS)}")
+        report(table_rows, command, args, gw, (load_before, os.getloadavg()[0]))
 
 
 if __name__ == "__main__":
