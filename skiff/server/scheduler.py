@@ -329,6 +329,9 @@ class FunctionRunner:
                 web_dir=web_dir,
             )
             c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
+            if self.stopped:  # stop() ran while it started, and could not signal it then
+                c.stopping, c.stop_reason = True, "its function stopped while it started"
+                await self._kill(c)
             await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
         except Exception as exc:
             log.exception("could not start a container for %s", self.spec.name)
