@@ -46,19 +46,18 @@ class BenchServer:
     """A ``skiff server`` subprocess on a free port with ``home`` as its scratch ``SKIFF_HOME``.
 
     ``runtime`` sets ``SKIFF_RUNTIME`` (None leaves the choice to the server) and then
-    ``wait_healthy`` checks the server runs it. With ``share_images`` the home's ``images``
-    links to the test suite's shared layer cache (``SKIFF_TEST_IMAGE_CACHE`` or
+    ``wait_healthy`` checks the server runs it. The home's ``images`` links to the test
+    suite's shared layer cache (``SKIFF_TEST_IMAGE_CACHE`` or
     /var/tmp/skiff-test-images), so an image is built once per machine. As a context
     manager it stops the server on the way out.
     """
 
-    def __init__(self, home: Path, runtime: str | None = None, share_images: bool = True) -> None:
+    def __init__(self, home: Path, runtime: str | None = None) -> None:
         port = free_port()
         self.home = home
         self.runtime = runtime
-        if share_images:
-            IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
-            (home / "images").symlink_to(IMAGE_CACHE)
+        IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        (home / "images").symlink_to(IMAGE_CACHE)
         self.url = f"http://127.0.0.1:{port}"
         self.log = home / "server.log"
         self.env = dict(os.environ, SKIFF_HOME=str(home), SKIFF_SERVER_URL=self.url)

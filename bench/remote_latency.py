@@ -107,8 +107,7 @@ def measure(call: Callable[[int], int], fan_out: Callable[[int], list[int]],
 
 def measure_skiff(n_remote: int, n_map: int, repeats: int) -> tuple[Measured, str]:
     """skiff's numbers, and the name of the container runtime they were measured on."""
-    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp, \
-            BenchServer(Path(tmp), share_images=False) as server:
+    with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp, BenchServer(Path(tmp)) as server:
         runtime = server.wait_healthy()["runtime"]
         print(f"  skiff server runtime: {runtime}", flush=True)
         server.point_client()
