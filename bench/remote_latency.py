@@ -15,7 +15,8 @@ Each measurement runs ``--repeats`` times and the median of the repeats is repor
 
 How: the script starts its own ``skiff server`` subprocess (default settings, so the
 runtime is whichever the server picks, and the report names it; a scratch ``SKIFF_HOME``
-in a temporary directory; a free port), measures skiff, stops the server (and with it
+in a temporary directory whose image layers are the test suite's shared cache; a free
+port), measures skiff, stops the server (and with it
 every container), and only then starts Ray with ``num_cpus=2`` and measures it, so the
 two never compete for the CPUs. It prints a table and appends it, with the date, the
 machine, the software versions and the command, to ``bench/RESULTS.md`` (not with
