@@ -35,8 +35,10 @@ from .exception import InvalidError
 
 __all__ = ["Image"]
 
-# What a base image can offer without a download: Debian 12's own python3.
-DEBIAN_PYTHON = "3.11"
+# The Python a debian_slim base gets comes from Debian's own packages, so a build needs
+# only a Debian mirror: each version, with the Debian release that ships it.
+DEBIAN_PYTHONS = {"3.11": ("bookworm", 12), "3.13": ("trixie", 13)}
+DEFAULT_PYTHON = "3.11"
 _SKIP = ("__pycache__", ".git", ".venv", "*.pyc")
 
 
@@ -61,18 +63,21 @@ class Image:
 
     @staticmethod
     def debian_slim(python_version: str | None = None, force_build: bool = False) -> Image:
-        """Debian 12 (bookworm), minimal, with Python. ``python_version`` defaults to
-        Debian's own (3.11), which needs no download."""
-        if python_version is not None:
-            if not isinstance(python_version, str) or not python_version.replace(".", "").isdigit():
-                raise InvalidError(f"python_version= must look like '3.11', got {python_version!r}")
-            if ".".join(python_version.split(".")[:2]) != DEBIAN_PYTHON:
-                raise InvalidError(
-                    f"python_version={python_version!r} is not available: skiff builds base images "
-                    f"from Debian 12 packages, which offer Python {DEBIAN_PYTHON} only, and this "
-                    f"machine cannot download other Python builds. Available: {DEBIAN_PYTHON}."
-                )
-        step = {"kind": "debian_slim", "suite": "bookworm", "python": DEBIAN_PYTHON}
+        """Debian, minimal, with Python from Debian's own packages: Debian 12 (bookworm)
+        with Python 3.11 by default, or Debian 13 (trixie) for ``python_version="3.13"``.
+        The patch release is Debian's; other versions raise, naming these."""
+        version = DEFAULT_PYTHON if python_version is None else python_version
+        if not isinstance(version, str) or not version.replace(".", "").isdigit() or version.count(".") not in (1, 2):
+            raise InvalidError(f"python_version= must look like '3.11', got {python_version!r}")
+        minor = ".".join(version.split(".")[:2])
+        if minor not in DEBIAN_PYTHONS:
+            offered = ", ".join(f"{v} (Debian {n}, {suite})" for v, (suite, n) in DEBIAN_PYTHONS.items())
+            raise InvalidError(
+                f"python_version={python_version!r} is not available: debian_slim images get Python from "
+                f"Debian's packages, which offer {offered}. Pick one of those."
+            )
+        suite, _release = DEBIAN_PYTHONS[minor]
+        step = {"kind": "debian_slim", "suite": suite, "python": minor}
         return Image(steps=(step,), force_build=force_build)
 
     # -- build steps ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ from .._wire import (
     LogEntry,
 )
 from ..exception import InvalidError, NotFoundError, NotSupportedError
+from ..image import Image
 from ..retries import Retries
 from ..worker.gpus import detect as detect_gpus
 from ..worker.gpus import parse_request as parse_gpu_request
@@ -52,9 +53,9 @@ from .volumes import VolumeStore
 
 log = logging.getLogger("skiff.control")
 
-SPAWN_RESULT_TTL = 24 * 3600.0
+SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
 # What a function without image= runs in under the oci runtime: Debian 12 with its Python.
-DEFAULT_IMAGE = [{"kind": "debian_slim", "suite": "bookworm", "python": "3.11"}]  # how long a finished spawn's result is kept for .get()
+DEFAULT_IMAGE = list(Image.debian_slim().steps)
 
 
 def validate_spec(spec: FunctionSpec) -> None:

@@ -36,3 +36,12 @@ def network_probe(host_port: int) -> dict:
         finally:
             s.close()
     return seen
+
+
+@app.function(image=skiff.Image.debian_slim(python_version="3.13").pip_install("six==1.16.0"))
+def python_and_six() -> tuple:
+    import sys
+
+    import six
+
+    return tuple(sys.version_info[:2]), six.__version__

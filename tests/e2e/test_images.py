@@ -16,7 +16,7 @@ from skiff._client import get_client
 from skiff._runner import build_image
 from skiff._sync import run_sync
 from skiff.worker.images import layer_ids
-from tests.apps.image_app import app, network_probe, peek
+from tests.apps.image_app import app, network_probe, peek, python_and_six
 from tests.conftest import ROOT, skiff_cli
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the oci runtime needs root")
@@ -117,8 +117,16 @@ def test_concurrent_builds_do_the_work_once(oci):
 
 
 def test_python_version_not_offered_names_what_is():
-    with pytest.raises(skiff.exception.InvalidError, match="Available: 3.11"):
+    with pytest.raises(skiff.exception.InvalidError,
+                       match=r"offer 3.11 \(Debian 12, bookworm\), 3.13 \(Debian 13, trixie\)"):
         skiff.Image.debian_slim(python_version="3.12")
+    with pytest.raises(skiff.exception.InvalidError, match="must look like '3.11'"):
+        skiff.Image.debian_slim(python_version="three")
+
+
+def test_python_3_13_comes_from_debian_13(oci):
+    with app.run(show_logs=False):
+        assert python_and_six.remote() == ((3, 13), "1.16.0")
 
 
 def test_imports_context_skips_missing_modules_locally():
