@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
+import datetime as dt
 
 import click
 
 from .._client import get_client
-from ._common import call
+from ._common import call, table
 
 
 @click.group("token")
@@ -19,14 +19,36 @@ def token_group() -> None:
 def create() -> None:
     """Create a key and secret for protected endpoints.
 
-    Callers send them as the Skiff-Key and Skiff-Secret headers.
+    Callers send them as the Skiff-Key and Skiff-Secret headers (Modal-Key and
+    Modal-Secret work too).
     """
-    key, secret = "wk-" + secrets.token_urlsafe(12), "ws-" + secrets.token_urlsafe(24)
+
+    async def do() -> dict:
+        return await (await get_client()).request("POST", "/proxy-tokens")
+
+    token = call(do())
+    click.echo(f"Skiff-Key: {token['key']}\nSkiff-Secret: {token['secret']}")
+    click.echo("The secret is shown once; store it now.", err=True)
+
+
+@token_group.command("list")
+def list_tokens() -> None:
+    """List proxy auth tokens: their keys, never their secrets."""
+
+    async def do() -> list[dict]:
+        return (await (await get_client()).request("GET", "/proxy-tokens"))["tokens"]
+
+    rows = [(t["key"], dt.datetime.fromtimestamp(t["created_at"]).strftime("%Y-%m-%d %H:%M:%S")) for t in call(do())]
+    table("proxy auth tokens", ["Key", "Created"], rows)
+
+
+@token_group.command("delete")
+@click.argument("key")
+def delete(key: str) -> None:
+    """Delete the token with KEY; requests carrying it are refused at once."""
 
     async def do() -> None:
-        body = {"name": "__proxy-" + key, "values": {"SECRET": secret}}
-        await (await get_client()).request("POST", "/secrets", json=body)
+        await (await get_client()).request("DELETE", f"/proxy-tokens/{key}")
 
     call(do())
-    click.echo(f"Skiff-Key: {key}\nSkiff-Secret: {secret}")
-    click.echo("The secret is shown once; store it now.", err=True)
+    click.echo(f"deleted {key}")

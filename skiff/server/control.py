@@ -45,6 +45,7 @@ from .images import ImageService
 from .journal import CallJournal
 from .logs import LogSink
 from .placement import LocalPlacement
+from .proxy_tokens import ProxyTokens
 from .scheduler import FunctionRunner, ServerContext
 from .schedules import Schedules
 from .secrets import SecretVault
@@ -101,6 +102,7 @@ class ControlPlane:
         web_dir = _web_socket_dir(home)
         gpu_inventory, self.gpu_source = detect_gpus()
         self.secrets = SecretVault(store, home / "secret.key")
+        self.proxy_tokens = ProxyTokens(store, self.secrets)
         self.dicts = DictStore(store)
         self.queues = QueueStore(store)
         self.volumes = VolumeStore(store, home)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import logging
 import os
 import secrets
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..exception import Error, NotFoundError
+from .proxy_tokens import credentials
 from .webproxy import WebError, WebExchange
 
 if TYPE_CHECKING:
@@ -223,15 +223,8 @@ class Gateway:
                 await send({"type": "websocket.close", "code": 1000 if last else 1011})
 
     async def _authorized(self, cp: ControlPlane, headers: list[tuple[str, str]]) -> bool:
-        got = {k.lower(): v for k, v in headers}
-        key, secret = got.get("skiff-key"), got.get("skiff-secret")
-        if not key or not secret:
-            return False
-        try:
-            stored = await cp.store.run(cp.secrets.reveal, "__proxy-" + key, ["SECRET"])
-        except (Error, ValueError):
-            return False
-        return hmac.compare_digest(stored["SECRET"].encode(), secret.encode())
+        pair = credentials(headers)
+        return pair is not None and await cp.proxy_tokens.verify(*pair)
 
 
 async def _start(send: Any, head: dict) -> None:

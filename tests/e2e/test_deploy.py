@@ -80,6 +80,16 @@ def test_proxy_auth(web):
     assert ok.status_code == 200 and ok.json() == {"secret": "data"}
     wrong = httpx.get(f"{web.url}/webtest/private", headers={**lines, "Skiff-Secret": "nope"}, timeout=30)
     assert wrong.status_code == 401
+    modal_names = {"Modal-Key": lines["Skiff-Key"], "Modal-Secret": lines["Skiff-Secret"]}
+    assert httpx.get(f"{web.url}/webtest/private", headers=modal_names, timeout=30).status_code == 200
+    listed = skiff_cli("token", "list", env=web.env)
+    assert lines["Skiff-Key"] in listed.stdout and lines["Skiff-Secret"] not in listed.stdout
+    deleted = skiff_cli("token", "delete", lines["Skiff-Key"], env=web.env)
+    assert deleted.returncode == 0, deleted.stderr
+    # Revoked at once, though the pair had just been verified (and is otherwise remembered).
+    assert httpx.get(f"{web.url}/webtest/private", headers=lines, timeout=30).status_code == 401
+    again = skiff_cli("token", "delete", lines["Skiff-Key"], env=web.env)
+    assert again.returncode == 1 and "no proxy token with key" in again.stderr
 
 
 def test_deployed_functions_are_found_by_name(web):
