@@ -131,37 +131,43 @@ class WebHandler:
     async def _one(self, handler: Callable[..., Any], request: dict, reader: asyncio.StreamReader,
                    writer: asyncio.StreamWriter) -> None:
         self._active += 1
+        state = {"ended": False}  # set once the response's last frame is written
         try:
             async with self._slots:
                 try:
-                    await handler(request, reader, writer)
+                    await handler(request, reader, writer, state)
                 except Exception as exc:  # noqa: BLE001 - the app's error goes back to the gateway
                     text = "".join(traceback.format_exception(exc))
                     print(f"skiff: the web function failed on {request.get('path')}:\n{text}", file=sys.stderr, end="")
-                    writer.write(json_frame(ERROR, {"exc_type": type(exc).__name__, "message": str(exc)}))
+                    # After the last frame the gateway has moved on: a frame now would
+                    # reach the next request on this connection. The answer stands.
+                    if not state["ended"]:
+                        writer.write(json_frame(ERROR, {"exc_type": type(exc).__name__, "message": str(exc)}))
             await writer.drain()
         finally:
             self._active -= 1
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _http(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _http(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    state: dict) -> None:
         if self.kind in ("fastapi", "asgi"):
-            await self._asgi(request, writer)
+            await self._asgi(request, writer, state)
             return
         # WSGI apps and proxied servers are blocking: their items come from a thread.
         items = self._wsgi(request) if self.kind == "wsgi" else self._proxy(request)
         loop = asyncio.get_running_loop()
-        first, ended = True, False
+        first = True
         while (item := await loop.run_in_executor(None, next, items, None)) is not None:
             data, last = item
             writer.writelines([frame(HEAD, data)] if first else _body_frames(data, last))
-            first, ended = False, ended or last
+            first, state["ended"] = False, state["ended"] or last
             await writer.drain()
-        if not ended:
+        if not state["ended"]:
             writer.write(frame(LAST))
+            state["ended"] = True
 
-    async def _asgi(self, request: dict, writer: asyncio.StreamWriter) -> None:
+    async def _asgi(self, request: dict, writer: asyncio.StreamWriter, state: dict) -> None:
         path, query = request["path"], request["query_string"]
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request["method"],
@@ -172,7 +178,7 @@ class WebHandler:
         }
         body: bytes | None = request["body"]
         head: dict | None = None
-        state = {"started": False, "ended": False}
+        started = False
 
         async def receive() -> dict:
             nonlocal body
@@ -183,7 +189,7 @@ class WebHandler:
             return {"type": "http.disconnect"}
 
         async def send(msg: dict) -> None:
-            nonlocal head
+            nonlocal head, started
             if msg["type"] == "http.response.start":
                 head = {"status": msg["status"],
                         "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in msg.get("headers", [])]}
@@ -196,7 +202,7 @@ class WebHandler:
             frames = _body_frames(msg.get("body", b""), last=not more)
             if head is not None:
                 frames.insert(0, json_frame(HEAD, head))
-                head, state["started"] = None, True
+                head, started = None, True
             writer.writelines(frames)
             state["ended"] = not more
             if more or len(frames) > 2:
@@ -213,7 +219,7 @@ class WebHandler:
             print(f"skiff: the web function failed on {path}:\n{text}", file=sys.stderr, end="")
             return
         if not state["ended"]:
-            if not state["started"] and head is None:
+            if not started and head is None:
                 raise RuntimeError("the app returned without sending a response")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -244,7 +250,8 @@ class WebHandler:
 
     # -- websockets ------------------------------------------------------------------------
 
-    async def _websocket(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _websocket(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         state: dict) -> None:
         """A websocket session: the client's messages arrive as WS frames, the app's go
         back as WS frames, and END closes the session."""
         if self.kind not in ("fastapi", "asgi"):
@@ -286,6 +293,7 @@ class WebHandler:
             await self.asgi(scope, receive, send)
         finally:
             writer.write(frame(END))
+            state["ended"] = True
 
     # -- WSGI ------------------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ MAX_BODY = 64 * 1024 * 1024
 # shortens it for tests.
 RESPONSE_DEADLINE = float(os.environ.get("SKIFF_WEB_RESPONSE_DEADLINE", "150"))
 CALL_PARAM = "__skiff_call"
-PARKED_TTL = 600.0  # seconds a finished background request waits to be collected
+PARKED_TTL = 600.0  # seconds a background request's response waits to be collected
+PARKED_EVENTS = 16  # response parts held for a collector (body frames are at most 1 MiB)
 
 
 @dataclass(eq=False)
@@ -47,8 +48,9 @@ class Parked:
     """A request that outlived the response deadline, going on in the background. Its
     response is kept as events: ("head", dict), ("body", bytes, last), ("error", WebError)."""
 
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(PARKED_EVENTS))
     task: asyncio.Task | None = None
+    claimed: bool = False  # a caller is waiting on it now
 
 
 class Gateway:
@@ -133,13 +135,20 @@ class Gateway:
         token = secrets.token_urlsafe(16)
         parked = Parked()
 
+        async def hold(event: tuple) -> None:
+            # Nobody collecting for PARKED_TTL: the request is given up, and its container freed.
+            await asyncio.wait_for(parked.events.put(event), PARKED_TTL)
+
         async def go_on() -> None:
             try:
-                parked.events.put_nowait(("head", await exchange.response_head()))
+                await hold(("head", await exchange.response_head()))
                 async for chunk, last in exchange.body():
-                    parked.events.put_nowait(("body", chunk, last))
+                    await hold(("body", chunk, last))
             except WebError as exc:
-                parked.events.put_nowait(("error", exc))
+                with contextlib.suppress(TimeoutError):
+                    await hold(("error", exc))
+            except TimeoutError:
+                self._parked.pop(token, None)
             finally:
                 exchange.close()
                 asyncio.get_running_loop().call_later(PARKED_TTL, self._parked.pop, token, None)
@@ -154,12 +163,18 @@ class Gateway:
         if parked is None:
             raise WebError(410, f"no request is waiting under {CALL_PARAM}={token}: its response was already "
                                 f"collected, or expired {PARKED_TTL:g} s after it finished")
+        if parked.claimed:
+            raise WebError(409, f"another request is already waiting for {CALL_PARAM}={token}; "
+                                "try again once it has its answer or gives up")
+        parked.claimed = True
         try:
             async with asyncio.timeout(RESPONSE_DEADLINE):
                 event = await parked.events.get()
         except TimeoutError:
             await _redirect(scope, query, token, send)
             return
+        finally:
+            parked.claimed = False
         self._parked.pop(token, None)  # one caller collects it
         if event[0] == "error":
             raise event[1]
@@ -232,17 +247,22 @@ async def _start(send: Any, head: dict) -> None:
     await send({"type": "http.response.start", "status": int(head["status"]), "headers": raw})
 
 
+class ResponseBroken(Exception):
+    """The container failed after the response's status went out. Raised to the HTTP
+    server, which then drops the connection: the caller sees a cut-off response, not a
+    complete-looking short one."""
+
+
 async def _stream(send: Any, chunks: AsyncIterator[tuple[bytes, bool]]) -> None:
-    """Pass the body on chunk by chunk. If the container fails mid-response, the status
-    is already sent: the response just ends (and the failure is logged)."""
+    """Pass the body on chunk by chunk, as the container sends it."""
     try:
         async for chunk, last in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": not last})
             if last:
                 return
     except WebError as exc:
-        log.warning("a web response broke off: %s", exc)
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+        raise ResponseBroken(f"the web response broke off: {exc}") from None
+    raise ResponseBroken("the web response ended without its last part")
 
 
 async def _redirect(scope: dict, query: str, token: str, send: Any) -> None:

@@ -8,7 +8,8 @@ as it sizes other functions by inputs (``@skiff.concurrent(target_inputs=)`` inc
 
 A container's room is ``max_inputs`` for ``@skiff.concurrent`` functions. A sequential
 one runs a request at a time, but while its requests are quick it is sent a few ahead,
-as other inputs are prefetched, so it never waits on the gateway between two.
+as other inputs are prefetched, so it never waits on the gateway between two; never
+behind a websocket session or a request already running long, which would hold them.
 
 A :class:`WebExchange` is one request's round trip over the container's socket
 (:mod:`skiff._webproto`). It can be resumed after a cancellation, which is how a request
@@ -18,8 +19,11 @@ that outlives the gateway's response deadline goes on in the background.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import stat
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -36,6 +40,7 @@ log = logging.getLogger("skiff.web")
 
 SEND_AHEAD = 8  # requests a sequential container may be sent while its requests are quick
 QUICK = 0.05  # seconds: the mean request time under which requests are sent ahead
+LONG = 0.2  # seconds: a request running longer stops more being sent ahead behind it
 POOL = 32  # idle connections kept per container
 RETRIES = 3  # tries to reach a container when the one picked is gone before taking the request
 
@@ -52,6 +57,7 @@ class WebError(Error):
 class Lease:
     container: ContainerState
     started: float
+    websocket: bool = False
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
     timer: asyncio.TimerHandle | None = None
@@ -64,14 +70,18 @@ class WebSlots:
 
     socket: str = ""
     ready: bool = False
-    active: int = 0
+    leases: set[Lease] = field(default_factory=set)
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
+
+    @property
+    def active(self) -> int:
+        return len(self.leases)
 
 
 class WebBalancer:
     def __init__(self, runner: FunctionRunner) -> None:
         self.runner = runner
-        self.waiting: deque[asyncio.Future[ContainerState]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[Lease], bool]] = deque()  # (waiter, for a websocket)
         self._mean = QUICK  # recent mean seconds per request; nothing is sent ahead until one was quick
         spec = runner.spec
         self._concurrent = spec.max_concurrent_inputs > 1
@@ -79,69 +89,73 @@ class WebBalancer:
 
     # -- slots -----------------------------------------------------------------------------
 
-    def room(self) -> int:
+    def room(self, c: ContainerState) -> int:
+        """How many requests the container may hold. A sequential one is sent requests
+        ahead only while they are quick, and never behind a websocket session or a
+        request already running long: those would hold the queued ones up."""
         if self._concurrent:
             return self.runner.spec.max_concurrent_inputs
-        return SEND_AHEAD if self._mean < QUICK else 1
+        if self._mean >= QUICK:
+            return 1
+        now = asyncio.get_running_loop().time()
+        if any(lease.websocket or now - lease.started > LONG for lease in c.web.leases):
+            return 1
+        return SEND_AHEAD
 
     def _pick(self) -> ContainerState | None:
-        room, best = self.room(), None
+        best = None
         for c in self.runner.containers.values():
             w = c.web
-            if w.ready and not c.stopping and w.active < room and (best is None or w.active < best.web.active):
+            if w.ready and not c.stopping and w.active < self.room(c) and (best is None or w.active < best.web.active):
                 best = c
         return best
 
-    def _take(self, c: ContainerState) -> None:
-        c.web.active += 1
+    def _take(self, c: ContainerState, websocket: bool) -> Lease:
+        loop = asyncio.get_running_loop()
+        lease = Lease(container=c, started=loop.time(), websocket=websocket)
+        lease.timer = loop.call_later(self.runner.spec.timeout, self._expire, lease)
+        c.web.leases.add(lease)
         c.idle_since = None
         if c.web.active > self._target:
             self.runner.poke()  # past its target: the autoscaler may want another container
-
-    async def acquire(self) -> Lease:
-        c = self._pick()
-        if c is not None:
-            self._take(c)
-        else:
-            waiter = asyncio.get_running_loop().create_future()
-            self.waiting.append(waiter)
-            self.runner.poke()
-            try:
-                c = await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._give_back(waiter.result())  # handed a container just as we gave up
-                else:
-                    self._forget(waiter)
-                raise
-        loop = asyncio.get_running_loop()
-        lease = Lease(container=c, started=loop.time())
-        lease.timer = loop.call_later(self.runner.spec.timeout, self._expire, lease)
         return lease
 
-    def _forget(self, waiter: asyncio.Future) -> None:
+    async def acquire(self, websocket: bool = False) -> Lease:
+        if self.runner.stopped:
+            raise WebError(503, f"{self.runner.spec.name}: its app has stopped")
+        c = self._pick()
+        if c is not None:
+            return self._take(c, websocket)
+        waiter: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        entry = (waiter, websocket)
+        self.waiting.append(entry)
+        self.runner.poke()
         try:
-            self.waiting.remove(waiter)
-        except ValueError:
-            pass
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release(waiter.result(), reusable=False)  # handed a container just as we gave up
+            else:
+                with contextlib.suppress(ValueError):
+                    self.waiting.remove(entry)
+            raise
 
     def release(self, lease: Lease, reusable: bool) -> None:
         if lease.timer is not None:
             lease.timer.cancel()
         c, w = lease.container, lease.container.web
+        if lease not in w.leases:
+            return  # released already
+        w.leases.discard(lease)
         if lease.writer is not None:
             if reusable and not c.stopping and w.ready and len(w.idle) < POOL:
                 w.idle.append((lease.reader, lease.writer))  # type: ignore[arg-type]
             else:
                 lease.writer.close()
             lease.reader = lease.writer = None
-        if not self._concurrent:
+        if not self._concurrent and not lease.websocket:
             self._mean = 0.8 * self._mean + 0.2 * (asyncio.get_running_loop().time() - lease.started)
-        self._give_back(c)
-
-    def _give_back(self, c: ContainerState) -> None:
-        c.web.active -= 1
-        if c.web.active == 0:
+        if not w.leases:
             c.idle_since = time.time()
             self.runner.poke()
         self._wake()
@@ -151,31 +165,36 @@ class WebBalancer:
             c = self._pick()
             if c is None:
                 return
-            waiter = self.waiting.popleft()
+            waiter, websocket = self.waiting.popleft()
             if not waiter.done():
-                self._take(c)
-                waiter.set_result(c)
+                waiter.set_result(self._take(c, websocket))
 
     async def connect(self, lease: Lease) -> None:
         w = lease.container.web
         if w.idle:
             lease.reader, lease.writer = w.idle.pop()
-        else:
-            lease.reader, lease.writer = await asyncio.open_unix_connection(w.socket, limit=MAX_FRAME)
+            return
+        # The directory is the container's: connect only to a socket it made there, not
+        # to wherever a link it put in its place would lead.
+        if not stat.S_ISSOCK(os.lstat(w.socket).st_mode):
+            raise OSError(f"{w.socket} is not a socket")
+        lease.reader, lease.writer = await asyncio.open_unix_connection(w.socket)
 
     def _expire(self, lease: Lease) -> None:
         """The request ran past the function's timeout: like any input, its container is
-        stopped (the app cannot be interrupted otherwise), and the caller is told."""
+        stopped (the app cannot be interrupted otherwise), and the caller is told. A
+        websocket session past it is only closed: the app sees the client leave."""
         lease.timed_out = True
         if lease.writer is not None:
             lease.writer.transport.abort()
-        self.runner.kill_container(lease.container, "input timed out")
+        if not lease.websocket:
+            self.runner.kill_container(lease.container, "input timed out")
 
     # -- containers ------------------------------------------------------------------------
 
     def ready(self, c: ContainerState) -> None:
         c.web.ready = True
-        if not c.web.active and not c.inflight:
+        if not c.web.leases and not c.inflight:
             c.idle_since = time.time()
         self._wake()
 
@@ -187,7 +206,7 @@ class WebBalancer:
 
     def fail_waiting(self, message: str, status: int = 503) -> None:
         while self.waiting:
-            waiter = self.waiting.popleft()
+            waiter, _ = self.waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(WebError(status, message))
 
@@ -199,6 +218,7 @@ class WebExchange:
         self.balancer = balancer
         self.name = balancer.runner.spec.name
         self._request = json_frame(HEAD, head) + (frame(LAST, body) if body is not None else b"")
+        self._websocket = head.get("type") == "websocket"
         self._lease: Lease | None = None
         self._sent = False
         self._header: tuple[bytes, int] | None = None  # a frame's header read before a cancellation
@@ -210,6 +230,11 @@ class WebExchange:
         if self._header is None:
             self._header = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))  # type: ignore[union-attr]
         kind, size = self._header
+        if size > MAX_FRAME:
+            self._header = None
+            self.close()
+            raise WebError(502, f"{self.name}: the container sent a frame of {size} bytes, over the "
+                                f"{MAX_FRAME}-byte limit")
         payload = await reader.readexactly(size) if size else b""  # type: ignore[union-attr]
         self._header = None
         return kind, payload
@@ -218,7 +243,7 @@ class WebExchange:
         """Lease a container (waiting for one with room) and send the request to it."""
         while not self._sent:
             if self._lease is None:
-                self._lease = await self.balancer.acquire()
+                self._lease = await self.balancer.acquire(websocket=self._websocket)
             try:
                 if self._lease.writer is None:
                     await self.balancer.connect(self._lease)
@@ -313,7 +338,7 @@ class WebExchange:
     def _unexpected(self, kind: bytes, payload: bytes) -> WebError:
         """A frame other than the response's next: the app failed (``ERROR``, after
         which the connection is clean), or the container broke the protocol."""
-        self.close(reusable=kind == ERROR)
+        self.close()  # even after a clean ERROR: a connection that surprised us is not reused
         if kind == ERROR:
             info = json.loads(payload)
             return WebError(500, f"the web function failed: {info['exc_type']}: {info['message']}")

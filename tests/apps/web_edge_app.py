@@ -44,3 +44,23 @@ def files() -> None:
     with open("/tmp/site/hello.txt", "w") as f:
         f.write("served by http.server\n")
     subprocess.Popen(["python3", "-m", "http.server", "8000", "--bind", "127.0.0.1", "--directory", "/tmp/site"])
+
+
+@app.function(image=image)
+@skiff.asgi_app()
+def breaking():
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    web = FastAPI()
+
+    @web.get("/")
+    def stream():
+        def chunks():
+            yield "first part\n"
+            time.sleep(0.2)
+            os._exit(3)  # the container dies mid-response
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    return web

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -65,6 +66,13 @@ def test_a_long_request_is_redirected_to_wait_again(tmp_path, database_url):
         assert deployed.returncode == 0, deployed.stderr
         first = httpx.get(f"{server.url}/webtest/slow-page?seconds=3", timeout=30)
         assert first.status_code == 303 and "__skiff_call=" in first.headers["location"]
+        # One caller at a time waits on a redirected request: a second one is told so.
+        with ThreadPoolExecutor(2) as pool:
+            waiting = pool.submit(httpx.get, server.url + first.headers["location"], timeout=30)
+            time.sleep(0.3)
+            second = httpx.get(server.url + first.headers["location"], timeout=30)
+            assert second.status_code == 409 and "already waiting" in second.text
+            assert waiting.result().status_code in (200, 303)
         followed = httpx.get(f"{server.url}/webtest/slow-page?seconds=3", timeout=60, follow_redirects=True)
         assert followed.status_code == 200 and followed.json() == {"waited": 3.0, "version": "v1"}
     finally:

@@ -39,6 +39,11 @@ def test_a_container_dying_mid_request_is_answered_502(edge):
     assert resp.status_code == 502 and "crash: the container serving this request died" in resp.text
 
 
+def test_a_response_cut_off_by_a_dying_container_reaches_the_caller_cut_off(edge):
+    with pytest.raises(httpx.RemoteProtocolError):  # not a complete-looking short body
+        httpx.get(f"{edge.url}/webedge/breaking/", timeout=60)
+
+
 def test_an_app_error_is_answered_500_and_its_traceback_logged(edge):
     resp = httpx.get(f"{edge.url}/webedge/broken", timeout=60)
     assert resp.status_code == 500

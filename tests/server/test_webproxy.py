@@ -11,7 +11,7 @@ import pytest
 
 from skiff._container.web import WebHandler
 from skiff.server.scheduler import ContainerState
-from skiff.server.webproxy import QUICK, SEND_AHEAD, WebBalancer, WebError, WebExchange
+from skiff.server.webproxy import LONG, QUICK, SEND_AHEAD, WebBalancer, WebError, WebExchange
 
 BIG = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB and 256 bytes
 
@@ -21,6 +21,7 @@ class FakeRunner:
         self.spec = SimpleNamespace(name="fn", max_concurrent_inputs=max_inputs, target_concurrent_inputs=target,
                                     timeout=timeout)
         self.containers: dict[str, ContainerState] = {}
+        self.stopped = False
         self.pokes = 0
         self.killed: list[str] = []
 
@@ -65,17 +66,51 @@ def test_a_sequential_container_is_sent_ahead_only_once_requests_are_quick():
     async def go():
         runner = FakeRunner()
         balancer = WebBalancer(runner)
-        runner.add("a", balancer)
-        assert balancer.room() == 1  # nothing known yet: one at a time
+        a = runner.add("a", balancer)
+        assert balancer.room(a) == 1  # nothing known yet: one at a time
         lease = await balancer.acquire()
         balancer.release(lease, reusable=False)  # a quick request
-        assert balancer.room() == SEND_AHEAD
+        assert balancer.room(a) == SEND_AHEAD
         leases = [await balancer.acquire() for _ in range(SEND_AHEAD)]
-        assert not balancer.waiting and runner.containers["a"].web.active == SEND_AHEAD
+        assert not balancer.waiting and a.web.active == SEND_AHEAD
         await asyncio.sleep(QUICK * 3)
         for lease in leases:
             balancer.release(lease, reusable=False)  # slow ones: back to one at a time
-        assert balancer.room() == 1
+        assert balancer.room(a) == 1
+
+    run(go())
+
+
+def test_nothing_is_sent_ahead_behind_a_websocket_or_a_long_request():
+    async def go():
+        runner = FakeRunner()
+        balancer = WebBalancer(runner)
+        a = runner.add("a", balancer)
+        balancer.release(await balancer.acquire(), reusable=False)  # quick: requests may go ahead
+        session = await balancer.acquire(websocket=True)
+        assert balancer.room(a) == 1 and a.web.active == 1
+        held = asyncio.ensure_future(balancer.acquire())
+        await asyncio.sleep(0)
+        assert len(balancer.waiting) == 1  # waits for another container instead
+        balancer.release(session, reusable=False)
+        running = await held
+        assert balancer.room(a) == SEND_AHEAD
+        await asyncio.sleep(LONG + 0.05)
+        assert balancer.room(a) == 1  # the one running has run long
+        balancer.release(running, reusable=False)
+
+    run(go())
+
+
+def test_a_stopped_function_takes_no_requests():
+    async def go():
+        runner = FakeRunner()
+        balancer = WebBalancer(runner)
+        runner.add("a", balancer)
+        runner.stopped = True
+        with pytest.raises(WebError, match="its app has stopped") as refused:
+            await balancer.acquire()
+        assert refused.value.http_status == 503
 
     run(go())
 
@@ -189,6 +224,41 @@ def test_a_round_trip_through_a_container_web_handler(tmp_path):
             head, _ = await whole("/again")
             assert head["status"] == 201 and len(c.web.idle) == 1 and c.web.active == 0
             balancer.gone(c)  # the container's end closes its pooled connections
+            await asyncio.sleep(0)
+
+        run(go())
+    finally:
+        handler.close(grace=1)
+
+
+def test_an_error_after_a_finished_response_does_not_reach_the_next_request(tmp_path):
+    """A WSGI iterable whose close() raises once the response went out: the traceback is
+    logged, and the next request on the same connection still gets its own answer."""
+
+    class Body(list):
+        def close(self):
+            raise RuntimeError("teardown failed")
+
+    def wsgi(environ, start_response):
+        start_response("200 OK", [("content-type", "text/plain")])
+        return Body([environ["PATH_INFO"].encode()])
+
+    handler = WebHandler(lambda: wsgi, {"type": "wsgi"}, lambda fn, a, k: fn(*a, **k))
+    socket = str(tmp_path / "http.sock")
+    handler.serve(socket)
+    try:
+        async def go():
+            runner = FakeRunner()
+            balancer = WebBalancer(runner)
+            c = runner.add("a", balancer, socket=socket)
+            for path in ("/first", "/second", "/third"):
+                exchange = WebExchange(balancer, {"type": "http", "method": "GET", "path": path, "query_string": "",
+                                                  "headers": [], "client": ["", 0]}, b"")
+                head = await exchange.response_head()
+                body = b"".join([chunk async for chunk, _ in exchange.body()])
+                assert (head["status"], body) == (200, path.encode())
+            assert len(c.web.idle) == 1  # one connection served all three
+            balancer.gone(c)
             await asyncio.sleep(0)
 
         run(go())
