@@ -58,6 +58,7 @@ BATCH_BYTES = 16 << 20  # at most this much file content in one batched request
 BATCH_BLOBS = 2000  # and at most this many blobs
 PARALLEL = 4  # block requests in flight at once
 MAX_FDS = 250  # descriptors in one message of the local channel (the kernel allows 253)
+HELLO_TIMEOUT = 5.0  # seconds to reach the local channel before HTTP is used instead
 
 OnBytes = Callable[[int], Any] | None
 
@@ -213,11 +214,12 @@ class LocalChannel:
         if not os.path.exists(path):
             return None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sock.settimeout(600)
+        sock.settimeout(HELLO_TIMEOUT)  # a listener that does not answer at once is not used
         try:
             sock.connect(path)
             channel = LocalChannel(sock, token)
             channel._call({"op": "hello"})
+            sock.settimeout(600)
             return channel
         except Exception:
             sock.close()

@@ -46,12 +46,12 @@ class BlobStore:
         return self.path(blob_id).exists()
 
     def missing(self, blob_ids: list[str]) -> list[str]:
-        return [b for b in blob_ids if not self.exists(b)]
+        return [b for b in blob_ids if not _refreshed(self.path(b))]
 
     async def put_stream(self, blob_id: str, chunks: AsyncIterator[bytes]) -> None:
         """Store a blob, verifying its hash; a mismatch stores nothing."""
         target = self.path(blob_id)
-        if target.exists():
+        if _refreshed(target):
             async for _ in chunks:
                 pass
             return
@@ -96,7 +96,7 @@ class BlobStore:
         if blob_id is not None and actual != blob_id:
             raise InvalidError(mismatch(blob_id, actual))
         target = self.path(actual)
-        if target.exists():
+        if _refreshed(target):
             return actual
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
         try:
@@ -150,3 +150,14 @@ class BlobStore:
         except OSError:  # another container laid it out first
             pass
         return target
+
+
+def _refreshed(path: Path) -> bool:
+    """Whether a blob is stored; if so its mtime is set to now. A blob a client was just
+    told it need not send (or sent again) is about to be referenced by a commit, and
+    garbage collection leaves blobs younger than its grace period alone."""
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False

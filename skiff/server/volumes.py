@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 
 KEEP_VERSIONS = 5  # older versions (and blobs only they hold) are dropped
 CACHED_MANIFESTS = 64  # parsed manifests kept in memory (a version never changes)
+GC_GRACE = 3600.0  # seconds an unreferenced blob is kept after it was last stored or asked about
+MAX_CONNECTIONS = 64  # local-channel connections served at once; more fall back to HTTP
+FIRST_MESSAGE_TIMEOUT = 10.0  # seconds a local-channel connection has to show the token
 
 
 def clean_path(path: str) -> str:
@@ -79,6 +82,9 @@ class VolumeStore:
         self._manifests: OrderedDict[tuple[str, float, int], dict] = OrderedDict()
         self._manifests_lock = threading.Lock()
         self._local: LocalTransfer | None = None
+        # Garbage collection and commits take turns: a commit's blocks, checked as stored,
+        # must not be collected before its manifest is written.
+        self._gc_lock = threading.Lock()
 
     # -- volumes ------------------------------------------------------------------------
 
@@ -145,6 +151,11 @@ class VolumeStore:
             raise InvalidError(f"file {path}: \"size\" and \"mode\" must be non-negative integers")
         for blob_id in blocks:
             check_blob_id(blob_id)
+        count = max(1, -(-size // BLOCK))
+        # One blob of any size is how content from before blocks is carried forward.
+        if len(blocks) not in (1, count):
+            raise InvalidError(f"file {path}: a {size}-byte file is {count} block(s) of {BLOCK} bytes (the last "
+                               f"one shorter), not {len(blocks)}")
         sizes = [self.blobs.size(b) for b in blocks]
         for blob_id, got in zip(blocks, sizes, strict=True):
             if got is None:
@@ -158,6 +169,10 @@ class VolumeStore:
     def commit(self, name: str, changes: dict[str, dict | None]) -> int:
         """Apply ``changes`` (path -> entry, or None to delete) on top of the current
         version; returns the new version."""
+        with self._gc_lock:
+            return self._commit(name, changes)
+
+    def _commit(self, name: str, changes: dict[str, dict | None]) -> int:
         checked: dict[str, dict | None] = {}
         for path, entry in changes.items():
             if clean_path(path) != path or not path:
@@ -197,23 +212,27 @@ class VolumeStore:
 
     def collect_garbage(self) -> int:
         """Delete blobs (and assembled files) no remaining version refers to; returns how
-        many blobs."""
-        with self.store.session() as s:
-            entries = [e for m in s.scalars(select(VolumeVersionRow.manifest)) for e in m.values()]
-        live = {b for e in entries for b in entry_blocks(e)}
-        live_files = {file_key(entry_blocks(e)) for e in entries}
-        freed = 0
-        for sub in self.blobs.root.iterdir():
-            if not sub.is_dir() or sub.name == "tmp":
-                continue
-            for blob in sub.iterdir():
-                if blob.name not in live:
-                    blob.unlink(missing_ok=True)
-                    freed += 1
-        for assembled in self.files.iterdir():
-            if assembled.name not in live_files:
-                assembled.unlink(missing_ok=True)
-        return freed
+        many blobs. Blobs touched within ``GC_GRACE`` are kept: they may belong to a
+        commit still on its way (uploaded, or found already stored, but not yet committed)."""
+        with self._gc_lock:
+            with self.store.session() as s:
+                entries = [e for m in s.scalars(select(VolumeVersionRow.manifest)) for e in m.values()]
+            live = {b for e in entries for b in entry_blocks(e)}
+            live_files = {file_key(entry_blocks(e)) for e in entries}
+            recent = time.time() - GC_GRACE
+            freed = 0
+            for sub in self.blobs.root.iterdir():
+                if not sub.is_dir() or sub.name == "tmp":
+                    continue
+                for blob in sub.iterdir():
+                    if blob.name not in live and _older_than(blob, recent):
+                        blob.unlink(missing_ok=True)
+                        freed += 1
+            for assembled in self.files.iterdir():
+                # ".assembling-*" are files being laid out right now.
+                if not assembled.name.startswith(".") and assembled.name not in live_files:
+                    assembled.unlink(missing_ok=True)
+            return freed
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -353,33 +372,52 @@ class LocalTransfer:
         self.sock.bind(str(path))
         os.chmod(path, 0o666)  # like the API socket: the token guards every message
         self.sock.listen(64)
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         threading.Thread(target=self._accept, name="skiff-volume-local", daemon=True).start()
 
     def _accept(self) -> None:
+        pause = 0.05
         while True:
-            conn, _ = self.sock.accept()
+            try:
+                conn, _ = self.sock.accept()
+            except OSError as exc:  # out of descriptors, say: keep listening once it passes
+                log.warning("local volume channel: accept failed (%s); retrying in %.1f s", exc, pause)
+                time.sleep(pause)
+                pause = min(2.0, pause * 2)
+                continue
+            pause = 0.05
+            if not self._connections.acquire(blocking=False):
+                conn.close()  # the client falls back to HTTP
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="skiff-volume-local-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(600)
-        with conn:
-            while True:
-                try:
-                    message, fds = recv_message(conn, max_fds=1)
-                except (OSError, ValueError):
-                    return
-                try:
-                    self._handle(conn, message, fds)
-                except (InvalidError, NotFoundError, OSError) as exc:
-                    with _quiet():
-                        send_message(conn, {"error": str(exc)})
-                except Exception as exc:  # a bug here must not take the listener down
-                    log.exception("local volume transfer failed")
-                    with _quiet():
-                        send_message(conn, {"error": f"the server failed: {exc!r}"})
-                finally:
-                    for fd in fds:
-                        os.close(fd)
+        conn.settimeout(FIRST_MESSAGE_TIMEOUT)  # until it has shown the token
+        try:
+            with conn:
+                self._messages(conn)
+        finally:
+            self._connections.release()
+
+    def _messages(self, conn: socket.socket) -> None:
+        while True:
+            try:
+                message, fds = recv_message(conn, max_fds=1)
+            except (OSError, ValueError):
+                return
+            try:
+                self._handle(conn, message, fds)
+                conn.settimeout(600)  # the token checked out: transfers may take a while
+            except (InvalidError, NotFoundError, OSError) as exc:
+                with _quiet():
+                    send_message(conn, {"error": str(exc)})
+            except Exception as exc:  # a bug here must not take the listener down
+                log.exception("local volume transfer failed")
+                with _quiet():
+                    send_message(conn, {"error": f"the server failed: {exc!r}"})
+            finally:
+                for fd in fds:
+                    os.close(fd)
 
     def _handle(self, conn: socket.socket, message: dict, fds: list[int]) -> None:
         if not hmac.compare_digest(str(message.get("token", "")).encode(), self.token):
@@ -436,3 +474,10 @@ class _quiet:
 
     def __exit__(self, exc_type, *_) -> bool:
         return exc_type is not None and issubclass(exc_type, OSError)
+
+
+def _older_than(path: Path, when: float) -> bool:
+    try:
+        return path.stat().st_mtime < when
+    except FileNotFoundError:
+        return False

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -213,7 +214,14 @@ def test_a_commit_whose_blocks_do_not_add_up_is_refused(api, client_env):
     resp = api.post("/volumes/test-bad-commit/commit",
                     json={"changes": {"x.bin": {"blocks": [sha(a), sha(b)], "size": 20}}})
     assert resp.status_code == 400
-    assert f"2 block(s) of {BLOCK} bytes" in resp.json()["message"] and "x.bin" in resp.json()["message"]
+    assert f"is 1 block(s) of {BLOCK} bytes" in resp.json()["message"] and "x.bin" in resp.json()["message"]
+    resp = api.post("/volumes/test-bad-commit/commit", json={"changes": {"w.bin": {"blocks": [sha(a)], "size": 11}}})
+    assert resp.status_code == 400 and "its blocks hold [10] bytes" in resp.json()["message"]
+    full = b"\0" * BLOCK  # two full blocks can't make a file of three and a bit
+    assert api.put(f"/volume-blobs/{sha(full)}", content=full).status_code == 200
+    resp = api.post("/volumes/test-bad-commit/commit",
+                    json={"changes": {"v.bin": {"blocks": [sha(full), sha(full)], "size": 3 * BLOCK + 1}}})
+    assert resp.status_code == 400 and "is 4 block(s)" in resp.json()["message"]
     missing = sha(uuid.uuid4().bytes)
     resp = api.post("/volumes/test-bad-commit/commit", json={"changes": {"y.bin": {"blocks": [missing], "size": 1}}})
     assert resp.status_code == 400 and "was not uploaded" in resp.json()["message"]
@@ -284,7 +292,10 @@ def test_deleting_a_volume_frees_its_blocks_and_assembled_files(fresh_server, tm
     with vol.batch_upload() as batch:
         batch.put_file(f, "/big.bin")
     root = fresh_server.home / "volume-blobs"
-    assert len([p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"]) == 2
+    blobs = [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"]
+    assert len(blobs) == 2
+    for blob in blobs:  # stored long enough ago for garbage collection to take them
+        os.utime(blob, (time.time() - 7200, time.time() - 7200))
     res = skiff_cli("volume", "delete", "blocks-to-delete", "--yes", env=fresh_server.env)
     assert res.returncode == 0, res.stderr
     assert [p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] != "tmp"] == []
