@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -50,11 +51,13 @@ from .scheduler import FunctionRunner, ServerContext
 from .schedules import Schedules
 from .secrets import SecretVault
 from .store import Store
+from .usage import stop_leftover_containers
 from .volumes import VolumeStore
 
 log = logging.getLogger("skiff.control")
 
 SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
+ALIVE_EVERY = 10  # seconds between touches of $SKIFF_HOME/run/alive
 # What a function without image= runs in under the oci runtime: Debian 12 with its Python.
 DEFAULT_IMAGE = list(Image.debian_slim().steps)
 
@@ -100,6 +103,7 @@ class ControlPlane:
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
         web_dir = _web_socket_dir(home)
+        self._alive = home / "run" / "alive"  # touched while this server runs (see _recover)
         gpu_inventory, self.gpu_source = detect_gpus()
         self.secrets = SecretVault(store, home / "secret.key")
         self.proxy_tokens = ProxyTokens(store, self.secrets)
@@ -121,6 +125,8 @@ class ControlPlane:
 
     async def start(self) -> None:
         await self.store.run(self._recover)
+        self._alive.parent.mkdir(parents=True, exist_ok=True)
+        self._alive.touch()
         self.logs.start()
         self.journal.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -129,8 +135,7 @@ class ControlPlane:
 
     def _recover(self) -> None:
         """After a restart: nothing from the last run is still running."""
-        for row in self.store.running_containers():
-            self.store.container_stopped(row.id, None, "server restarted")
+        stop_leftover_containers(self.store, self._alive, ALIVE_EVERY)
         for app in self.store.live_apps():
             if app.kind == "ephemeral":
                 self.store.set_app_state(app.id, "stopped")
@@ -141,6 +146,7 @@ class ControlPlane:
             task.cancel()
         for runner in list(self.runners.values()):
             await runner.stop("the server stopped", wait=True)
+        shutil.rmtree(self.ctx.web_dir, ignore_errors=True)
         await self.logs.close()
         await self.journal.close()
 
@@ -428,10 +434,14 @@ class ControlPlane:
     async def _housekeeping(self) -> None:
         """Once a second: stop apps whose client vanished, persist heartbeats, and drop
         spawned results nobody collected."""
+        beats = 0
         while True:
             await asyncio.sleep(1.0)
+            beats += 1
             try:
                 now = time.time()
+                if beats % ALIVE_EVERY == 0:
+                    self._alive.touch()
                 limit = heartbeat_timeout()
                 for app_id, last in list(self._heartbeats.items()):
                     if now - last > limit:
@@ -449,13 +459,10 @@ class ControlPlane:
 def _web_socket_dir(home: Path) -> Path:
     """Where web containers' sockets go: under the server's home, unless that path is too
     long for a Unix socket address (108 bytes, with the container's id and socket name),
-    in which case a directory in /tmp named after the home."""
+    in which case a fresh private directory in /tmp."""
     path = home.resolve() / "run" / "web"
     if len(str(path)) > 60:
-        import hashlib
-        import tempfile
-
-        path = Path(tempfile.gettempdir()) / f"skiff-web-{hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]}"
+        return Path(tempfile.mkdtemp(prefix="skiff-web-"))
     shutil.rmtree(path, ignore_errors=True)  # sockets of a previous run's containers
     path.mkdir(parents=True, mode=0o700)
     return path

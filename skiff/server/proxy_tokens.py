@@ -29,6 +29,7 @@ class ProxyTokens:
         self.store = store
         self.vault = vault
         self._verified: dict[str, tuple[str, float]] = {}  # key -> (secret, trusted until)
+        self._deletions = 0  # a check that spans a deletion does not remember its answer
 
     def create(self) -> tuple[str, str]:
         """A new (key, secret); the secret is shown to the caller this once."""
@@ -42,23 +43,27 @@ class ProxyTokens:
             return [{"key": r.name[len(PROXY_PREFIX):], "created_at": r.created_at} for r in rows]
 
     def delete(self, key: str) -> None:
-        self._verified.pop(key, None)
-        if not any(t["key"] == key for t in self.list()):
-            have = ", ".join(t["key"] for t in self.list()) or "none"
-            raise NotFoundError(f"no proxy token with key {key!r}; tokens: {have} (`skiff token list`)")
+        tokens = [t["key"] for t in self.list()]
+        if key not in tokens:
+            raise NotFoundError(f"no proxy token with key {key!r}; tokens: {', '.join(tokens) or 'none'} "
+                                "(`skiff token list`)")
         self.vault.delete(PROXY_PREFIX + key)
+        self._deletions += 1
+        self._verified.pop(key, None)
 
     async def verify(self, key: str, secret: str) -> bool:
         remembered = self._verified.get(key)
         if remembered and remembered[1] > time.monotonic():
             return hmac.compare_digest(remembered[0].encode(), secret.encode())
+        deletions = self._deletions
         try:
             stored = (await self.store.run(self.vault.reveal, PROXY_PREFIX + key, ["SECRET"]))["SECRET"]
         except (NotFoundError, ValueError):
             return False
         if not hmac.compare_digest(stored.encode(), secret.encode()):
             return False
-        self._verified[key] = (stored, time.monotonic() + REMEMBER_S)
+        if deletions == self._deletions:
+            self._verified[key] = (stored, time.monotonic() + REMEMBER_S)
         return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import or_, select
 
@@ -76,4 +77,17 @@ def usage(store: Store, since: float, until: float | None = None, app: str | Non
     return sorted(rows.values(), key=lambda r: (r.app, r.function))
 
 
-__all__ = ["FunctionUsage", "usage"]
+def stop_leftover_containers(store: Store, alive: Path, every: float) -> None:
+    """At start: containers the last run left marked running are stopped, metered until
+    that run was last seen alive (``alive`` is touched every ``every`` seconds while a
+    server runs), not through the downtime that followed a crash."""
+    now = time.time()
+    try:
+        last_seen = min(now, alive.stat().st_mtime + every)
+    except FileNotFoundError:
+        last_seen = now
+    for row in store.running_containers():
+        store.container_stopped(row.id, None, "server restarted", at=max(row.started_at, last_seen))
+
+
+__all__ = ["FunctionUsage", "stop_leftover_containers", "usage"]

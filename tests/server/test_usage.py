@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from click import BadParameter
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from skiff.cli.usage import parse_since
 from skiff.server.store import Store
 from skiff.server.store.models import ContainerRow
-from skiff.server.usage import usage
+from skiff.server.usage import stop_leftover_containers, usage
 
 
 @pytest.fixture
@@ -60,3 +63,19 @@ def test_since_takes_spans_and_dates():
     assert parse_since("2026-11-01") > 0
     with pytest.raises(BadParameter, match="neither a span back from now"):
         parse_since("last week")
+
+
+def test_containers_a_crashed_server_left_are_metered_until_it_was_last_seen(store, tmp_path):
+    now = time.time()
+    container(store, "ta-1", "ap-1", "fu-2", now - 300, None)  # running when the server died
+    container(store, "ta-2", "ap-1", "fu-2", now - 20, None)  # started after it was last seen
+    alive = tmp_path / "alive"
+    alive.touch()
+    os.utime(alive, (now - 200, now - 200))
+    stop_leftover_containers(store, alive, every=10)
+    rows = {r.id: r for r in store.session().scalars(select(ContainerRow))}
+    assert rows["ta-1"].state == "stopped" and rows["ta-1"].stopped_at == pytest.approx(now - 190, abs=1)
+    assert rows["ta-2"].stopped_at == pytest.approx(now - 20, abs=1)  # never before its start
+    container(store, "ta-3", "ap-1", "fu-2", now - 50, None)
+    stop_leftover_containers(store, tmp_path / "never-written", every=10)
+    assert store.session().get(ContainerRow, "ta-3").stopped_at == pytest.approx(time.time(), abs=2)

@@ -152,12 +152,14 @@ class Store:
                 )
             )
 
-    def container_stopped(self, container_id: str, exit_code: int | None, reason: str) -> None:
+    def container_stopped(self, container_id: str, exit_code: int | None, reason: str,
+                          at: float | None = None) -> None:
         with self.session() as s, s.begin():
             s.execute(
                 update(ContainerRow)
                 .where(ContainerRow.id == container_id)
-                .values(state="stopped", stopped_at=time.time(), exit_code=exit_code, stop_reason=reason)
+                .values(state="stopped", stopped_at=time.time() if at is None else at, exit_code=exit_code,
+                        stop_reason=reason)
             )
 
     def running_containers(self) -> list[ContainerRow]:
