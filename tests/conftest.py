@@ -135,7 +135,8 @@ def client_env(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Server
 @pytest.fixture
 def fresh_server(tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch):
     """A server of the test's own, for tests that restart or break it."""
-    srv = ServerProcess(tmp_path / "home", database_url, env={"SKIFF_APP_HEARTBEAT_TIMEOUT": "3"})
+    srv = ServerProcess(tmp_path / "home", database_url,
+                        env={"SKIFF_APP_HEARTBEAT_TIMEOUT": "3", "SKIFF_VOLUME_GC_GRACE": "5"})
     srv.start()
     _point_client_at(srv, monkeypatch)
     yield srv

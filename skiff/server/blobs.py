@@ -7,7 +7,7 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ..exception import InvalidError, NotFoundError
@@ -32,8 +32,12 @@ def mismatch(claimed: str, actual: str) -> str:
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_seen: Callable[[str], None] | None = None) -> None:
+        """``on_seen`` is told of every blob found already stored when asked about or sent
+        again: a client is about to refer to it (the volume store's garbage collection
+        leaves such blobs alone for a while)."""
         self.root = root
+        self._on_seen = on_seen
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = root / "tmp"
         self._tmp.mkdir(exist_ok=True)
@@ -46,12 +50,19 @@ class BlobStore:
         return self.path(blob_id).exists()
 
     def missing(self, blob_ids: list[str]) -> list[str]:
-        return [b for b in blob_ids if not _refreshed(self.path(b))]
+        return [b for b in blob_ids if not self._seen(b)]
+
+    def _seen(self, blob_id: str) -> bool:
+        if not self.path(blob_id).exists():
+            return False
+        if self._on_seen is not None:
+            self._on_seen(blob_id)
+        return True
 
     async def put_stream(self, blob_id: str, chunks: AsyncIterator[bytes]) -> None:
         """Store a blob, verifying its hash; a mismatch stores nothing."""
         target = self.path(blob_id)
-        if _refreshed(target):
+        if self._seen(blob_id):
             async for _ in chunks:
                 pass
             return
@@ -96,7 +107,7 @@ class BlobStore:
         if blob_id is not None and actual != blob_id:
             raise InvalidError(mismatch(blob_id, actual))
         target = self.path(actual)
-        if _refreshed(target):
+        if self._seen(actual):
             return actual
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp)
         try:
@@ -151,13 +162,3 @@ class BlobStore:
             pass
         return target
 
-
-def _refreshed(path: Path) -> bool:
-    """Whether a blob is stored; if so its mtime is set to now. A blob a client was just
-    told it need not send (or sent again) is about to be referenced by a commit, and
-    garbage collection leaves blobs younger than its grace period alone."""
-    try:
-        os.utime(path)
-        return True
-    except FileNotFoundError:
-        return False

@@ -39,8 +39,8 @@ MAX_BODY = 64 * 1024 * 1024
 # shortens it for tests.
 RESPONSE_DEADLINE = float(os.environ.get("SKIFF_WEB_RESPONSE_DEADLINE", "150"))
 CALL_PARAM = "__skiff_call"
-PARKED_TTL = 600.0  # seconds a background request's response waits to be collected
-PARKED_EVENTS = 16  # response parts held for a collector (body frames are at most 1 MiB)
+PARKED_TTL = 600.0  # seconds a finished background request's response waits to be collected
+PARKED_BYTES = 64 * 1024 * 1024  # body held for a collector; past it the request is given up
 
 
 @dataclass(eq=False)
@@ -48,7 +48,8 @@ class Parked:
     """A request that outlived the response deadline, going on in the background. Its
     response is kept as events: ("head", dict), ("body", bytes, last), ("error", WebError)."""
 
-    events: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(PARKED_EVENTS))
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    held: int = 0  # body bytes in events, not yet collected
     task: asyncio.Task | None = None
     claimed: bool = False  # a caller is waiting on it now
 
@@ -109,7 +110,7 @@ class Gateway:
         query = scope.get("query_string", b"").decode("latin-1")
         token = _call_param(query)
         if token is not None:
-            await self._collect(token, scope, query, send)
+            await self._collect(token, scope, query, receive, send)
             return
         body = await _read_body(receive)
         request = {"type": "http", "method": scope["method"], "path": inner, "query_string": query,
@@ -135,20 +136,17 @@ class Gateway:
         token = secrets.token_urlsafe(16)
         parked = Parked()
 
-        async def hold(event: tuple) -> None:
-            # Nobody collecting for PARKED_TTL: the request is given up, and its container freed.
-            await asyncio.wait_for(parked.events.put(event), PARKED_TTL)
-
         async def go_on() -> None:
             try:
-                await hold(("head", await exchange.response_head()))
+                parked.events.put_nowait(("head", await exchange.response_head()))
                 async for chunk, last in exchange.body():
-                    await hold(("body", chunk, last))
+                    parked.held += len(chunk)
+                    if parked.held > PARKED_BYTES:  # nobody is taking it: free the container
+                        raise WebError(502, f"the response was over {PARKED_BYTES // 2**20} MiB before "
+                                            "anyone collected it")
+                    parked.events.put_nowait(("body", chunk, last))
             except WebError as exc:
-                with contextlib.suppress(TimeoutError):
-                    await hold(("error", exc))
-            except TimeoutError:
-                self._parked.pop(token, None)
+                parked.events.put_nowait(("error", exc))
             finally:
                 exchange.close()
                 asyncio.get_running_loop().call_later(PARKED_TTL, self._parked.pop, token, None)
@@ -157,7 +155,7 @@ class Gateway:
         self._parked[token] = parked
         return token
 
-    async def _collect(self, token: str, scope: dict, query: str, send: Any) -> None:
+    async def _collect(self, token: str, scope: dict, query: str, receive: Any, send: Any) -> None:
         """A followed redirect: wait again for the request's response."""
         parked = self._parked.get(token)
         if parked is None:
@@ -167,14 +165,20 @@ class Gateway:
             raise WebError(409, f"another request is already waiting for {CALL_PARAM}={token}; "
                                 "try again once it has its answer or gives up")
         parked.claimed = True
+        await receive()  # the follow-up's own (empty) body; the next message is its hang-up
+        waiting = asyncio.ensure_future(parked.events.get())
+        hang_up = asyncio.ensure_future(receive())
         try:
-            async with asyncio.timeout(RESPONSE_DEADLINE):
-                event = await parked.events.get()
-        except TimeoutError:
-            await _redirect(scope, query, token, send)
-            return
+            await asyncio.wait({waiting, hang_up}, timeout=RESPONSE_DEADLINE, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            waiting.cancel()
+            hang_up.cancel()
             parked.claimed = False
+        if not waiting.done() or waiting.cancelled():
+            if not hang_up.done():  # the deadline again: wait once more at the same URL
+                await _redirect(scope, query, token, send)
+            return  # or the caller hung up: the response stays for its next try
+        event = waiting.result()
         self._parked.pop(token, None)  # one caller collects it
         if event[0] == "error":
             raise event[1]
@@ -182,6 +186,8 @@ class Gateway:
         async def rest() -> AsyncIterator[tuple[bytes, bool]]:
             while True:
                 item = await parked.events.get()
+                if item[0] == "body":
+                    parked.held -= len(item[1])
                 if item[0] == "error":
                     raise item[1]
                 yield item[1], item[2]

@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 
 KEEP_VERSIONS = 5  # older versions (and blobs only they hold) are dropped
 CACHED_MANIFESTS = 64  # parsed manifests kept in memory (a version never changes)
-GC_GRACE = 3600.0  # seconds an unreferenced blob is kept after it was last stored or asked about
+# Seconds an unreferenced blob is kept after it was last stored or asked about (tests
+# shorten it with SKIFF_VOLUME_GC_GRACE).
+GC_GRACE = float(os.environ.get("SKIFF_VOLUME_GC_GRACE", "3600"))
 MAX_CONNECTIONS = 64  # local-channel connections served at once; more fall back to HTTP
 FIRST_MESSAGE_TIMEOUT = 10.0  # seconds a local-channel connection has to show the token
 
@@ -73,7 +75,10 @@ def clean_path(path: str) -> str:
 class VolumeStore:
     def __init__(self, store: Store, home: Path) -> None:
         self.store = store
-        self.blobs = BlobStore(home / "volume-blobs")
+        # Blobs a client was just told it need not send, or sent again: the commit that
+        # will refer to them may still be on its way (see collect_garbage).
+        self._seen: dict[str, float] = {}
+        self.blobs = BlobStore(home / "volume-blobs", on_seen=self._mark_seen)
         self.trees = home / "volume-trees"
         self.trees.mkdir(parents=True, exist_ok=True)
         self.files = self.trees / ".files"  # assembled multi-block files, by file_key
@@ -82,9 +87,12 @@ class VolumeStore:
         self._manifests: OrderedDict[tuple[str, float, int], dict] = OrderedDict()
         self._manifests_lock = threading.Lock()
         self._local: LocalTransfer | None = None
-        # Garbage collection and commits take turns: a commit's blocks, checked as stored,
-        # must not be collected before its manifest is written.
+        # Garbage collection's deletions and commits take turns: a commit's blocks, checked
+        # as stored, must not be deleted before its manifest is written.
         self._gc_lock = threading.Lock()
+
+    def _mark_seen(self, blob_id: str) -> None:
+        self._seen[blob_id] = time.time()
 
     # -- volumes ------------------------------------------------------------------------
 
@@ -212,27 +220,35 @@ class VolumeStore:
 
     def collect_garbage(self) -> int:
         """Delete blobs (and assembled files) no remaining version refers to; returns how
-        many blobs. Blobs touched within ``GC_GRACE`` are kept: they may belong to a
-        commit still on its way (uploaded, or found already stored, but not yet committed)."""
+        many blobs. Blobs stored, or found already stored by a client, within ``GC_GRACE``
+        are kept: a commit still on its way may refer to them. The store is walked first;
+        only the deletions, after a fresh look at what is referenced, hold commits up."""
+        recent = time.time() - GC_GRACE
+        for blob_id, at in list(self._seen.items()):
+            if at < recent:
+                self._seen.pop(blob_id, None)
+        live, live_files = self._referenced()
+        candidates = [blob for sub in self.blobs.root.iterdir() if sub.is_dir() and sub.name != "tmp"
+                      for blob in sub.iterdir()
+                      if blob.name not in live and blob.name not in self._seen and _older_than(blob, recent)]
         with self._gc_lock:
-            with self.store.session() as s:
-                entries = [e for m in s.scalars(select(VolumeVersionRow.manifest)) for e in m.values()]
-            live = {b for e in entries for b in entry_blocks(e)}
-            live_files = {file_key(entry_blocks(e)) for e in entries}
-            recent = time.time() - GC_GRACE
+            live, live_files = self._referenced()
             freed = 0
-            for sub in self.blobs.root.iterdir():
-                if not sub.is_dir() or sub.name == "tmp":
-                    continue
-                for blob in sub.iterdir():
-                    if blob.name not in live and _older_than(blob, recent):
-                        blob.unlink(missing_ok=True)
-                        freed += 1
+            for blob in candidates:
+                if blob.name not in live and blob.name not in self._seen:
+                    blob.unlink(missing_ok=True)
+                    freed += 1
             for assembled in self.files.iterdir():
                 # ".assembling-*" are files being laid out right now.
                 if not assembled.name.startswith(".") and assembled.name not in live_files:
                     assembled.unlink(missing_ok=True)
-            return freed
+        return freed
+
+    def _referenced(self) -> tuple[set[str], set[str]]:
+        """The blob ids, and the assembled files' keys, that some stored version uses."""
+        with self.store.session() as s:
+            entries = [e for m in s.scalars(select(VolumeVersionRow.manifest)) for e in m.values()]
+        return {b for e in entries for b in entry_blocks(e)}, {file_key(entry_blocks(e)) for e in entries}
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -389,7 +405,12 @@ class LocalTransfer:
             if not self._connections.acquire(blocking=False):
                 conn.close()  # the client falls back to HTTP
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="skiff-volume-local-conn", daemon=True).start()
+            try:
+                threading.Thread(target=self._serve, args=(conn,), name="skiff-volume-local-conn", daemon=True).start()
+            except RuntimeError as exc:  # no thread to be had: this client uses HTTP
+                log.warning("local volume channel: cannot serve a connection (%s)", exc)
+                self._connections.release()
+                conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(FIRST_MESSAGE_TIMEOUT)  # until it has shown the token

@@ -97,8 +97,11 @@ class WebBalancer:
             return self.runner.spec.max_concurrent_inputs
         if self._mean >= QUICK:
             return 1
-        now = asyncio.get_running_loop().time()
-        if any(lease.websocket or now - lease.started > LONG for lease in c.web.leases):
+        if any(lease.websocket for lease in c.web.leases):
+            return 1
+        # A lease's age includes its wait behind the ones sent before it: allow for that.
+        oldest = min((lease.started for lease in c.web.leases), default=None)
+        if oldest is not None and asyncio.get_running_loop().time() - oldest > LONG + SEND_AHEAD * self._mean:
             return 1
         return SEND_AHEAD
 
@@ -147,13 +150,14 @@ class WebBalancer:
         if lease not in w.leases:
             return  # released already
         w.leases.discard(lease)
+        ran = lease.writer is not None or lease.timed_out  # not one handed over and given up at once
         if lease.writer is not None:
             if reusable and not c.stopping and w.ready and len(w.idle) < POOL:
                 w.idle.append((lease.reader, lease.writer))  # type: ignore[arg-type]
             else:
                 lease.writer.close()
             lease.reader = lease.writer = None
-        if not self._concurrent and not lease.websocket:
+        if ran and not self._concurrent and not lease.websocket:
             self._mean = 0.8 * self._mean + 0.2 * (asyncio.get_running_loop().time() - lease.started)
         if not w.leases:
             c.idle_since = time.time()
@@ -182,12 +186,15 @@ class WebBalancer:
 
     def _expire(self, lease: Lease) -> None:
         """The request ran past the function's timeout: like any input, its container is
-        stopped (the app cannot be interrupted otherwise), and the caller is told. A
-        websocket session past it is only closed: the app sees the client leave."""
+        stopped (the app cannot be interrupted otherwise), and the caller is told. On a
+        @concurrent container a websocket session past it is only closed (the app sees
+        the client leave), sparing the container's other requests."""
         lease.timed_out = True
         if lease.writer is not None:
             lease.writer.transport.abort()
-        if not lease.websocket:
+        # A websocket session of a sequential container holds its only slot, and an app
+        # that neither sends nor receives would never notice the session ended.
+        if not lease.websocket or not self._concurrent:
             self.runner.kill_container(lease.container, "input timed out")
 
     # -- containers ------------------------------------------------------------------------

@@ -16,6 +16,17 @@ from skiff.server.webproxy import LONG, QUICK, SEND_AHEAD, WebBalancer, WebError
 BIG = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB and 256 bytes
 
 
+class FakeWriter:
+    def close(self) -> None:
+        pass
+
+
+def served(lease):
+    """A lease as if its request had been sent (the mean request time counts only those)."""
+    lease.writer = FakeWriter()
+    return lease
+
+
 class FakeRunner:
     def __init__(self, max_inputs: int = 1, target: int = 1, timeout: float = 60) -> None:
         self.spec = SimpleNamespace(name="fn", max_concurrent_inputs=max_inputs, target_concurrent_inputs=target,
@@ -69,13 +80,25 @@ def test_a_sequential_container_is_sent_ahead_only_once_requests_are_quick():
         a = runner.add("a", balancer)
         assert balancer.room(a) == 1  # nothing known yet: one at a time
         lease = await balancer.acquire()
-        balancer.release(lease, reusable=False)  # a quick request
+        balancer.release(served(lease), reusable=False)  # a quick request
         assert balancer.room(a) == SEND_AHEAD
         leases = [await balancer.acquire() for _ in range(SEND_AHEAD)]
         assert not balancer.waiting and a.web.active == SEND_AHEAD
         await asyncio.sleep(QUICK * 3)
         for lease in leases:
-            balancer.release(lease, reusable=False)  # slow ones: back to one at a time
+            balancer.release(served(lease), reusable=False)  # slow ones: back to one at a time
+        assert balancer.room(a) == 1
+
+    run(go())
+
+
+def test_requests_given_up_before_they_were_sent_are_no_sign_of_speed():
+    async def go():
+        runner = FakeRunner()
+        balancer = WebBalancer(runner)
+        a = runner.add("a", balancer)
+        for _ in range(5):
+            balancer.release(await balancer.acquire(), reusable=False)  # never sent anywhere
         assert balancer.room(a) == 1
 
     run(go())
@@ -86,7 +109,7 @@ def test_nothing_is_sent_ahead_behind_a_websocket_or_a_long_request():
         runner = FakeRunner()
         balancer = WebBalancer(runner)
         a = runner.add("a", balancer)
-        balancer.release(await balancer.acquire(), reusable=False)  # quick: requests may go ahead
+        balancer.release(served(await balancer.acquire()), reusable=False)  # quick: requests may go ahead
         session = await balancer.acquire(websocket=True)
         assert balancer.room(a) == 1 and a.web.active == 1
         held = asyncio.ensure_future(balancer.acquire())
@@ -95,7 +118,7 @@ def test_nothing_is_sent_ahead_behind_a_websocket_or_a_long_request():
         balancer.release(session, reusable=False)
         running = await held
         assert balancer.room(a) == SEND_AHEAD
-        await asyncio.sleep(LONG + 0.05)
+        await asyncio.sleep(LONG + SEND_AHEAD * QUICK + 0.05)
         assert balancer.room(a) == 1  # the one running has run long
         balancer.release(running, reusable=False)
 
