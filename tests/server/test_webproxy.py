@@ -51,14 +51,18 @@ class FakeRunner:
         return c
 
 
+def balanced(**knobs) -> tuple[FakeRunner, WebBalancer]:
+    runner = FakeRunner(**knobs)
+    return runner, WebBalancer(runner)
+
+
 def run(coro):
     return asyncio.run(coro)
 
 
 def test_the_least_busy_ready_container_is_picked():
     async def go():
-        runner = FakeRunner(max_inputs=4)
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced(max_inputs=4)
         a, b = runner.add("a", balancer), runner.add("b", balancer)
         runner.add("starting", balancer, ready=False)
         stopping = runner.add("stopping", balancer)
@@ -75,8 +79,7 @@ def test_the_least_busy_ready_container_is_picked():
 
 def test_a_sequential_container_is_sent_ahead_only_once_requests_are_quick():
     async def go():
-        runner = FakeRunner()
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced()
         a = runner.add("a", balancer)
         assert balancer.room(a) == 1  # nothing known yet: one at a time
         lease = await balancer.acquire()
@@ -94,8 +97,7 @@ def test_a_sequential_container_is_sent_ahead_only_once_requests_are_quick():
 
 def test_requests_given_up_before_they_were_sent_are_no_sign_of_speed():
     async def go():
-        runner = FakeRunner()
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced()
         a = runner.add("a", balancer)
         for _ in range(5):
             balancer.release(await balancer.acquire(), reusable=False)  # never sent anywhere
@@ -106,8 +108,7 @@ def test_requests_given_up_before_they_were_sent_are_no_sign_of_speed():
 
 def test_nothing_is_sent_ahead_behind_a_websocket_or_a_long_request():
     async def go():
-        runner = FakeRunner()
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced()
         a = runner.add("a", balancer)
         balancer.release(served(await balancer.acquire()), reusable=False)  # quick: requests may go ahead
         session = await balancer.acquire(websocket=True)
@@ -127,8 +128,7 @@ def test_nothing_is_sent_ahead_behind_a_websocket_or_a_long_request():
 
 def test_a_stopped_function_takes_no_requests():
     async def go():
-        runner = FakeRunner()
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced()
         runner.add("a", balancer)
         runner.stopped = True
         with pytest.raises(WebError, match="its app has stopped") as refused:
@@ -140,8 +140,7 @@ def test_a_stopped_function_takes_no_requests():
 
 def test_held_requests_wait_in_order_and_count_as_backlog():
     async def go():
-        runner = FakeRunner()
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced()
         first = asyncio.ensure_future(balancer.acquire())
         second = asyncio.ensure_future(balancer.acquire())
         await asyncio.sleep(0)
@@ -157,8 +156,7 @@ def test_held_requests_wait_in_order_and_count_as_backlog():
 
 def test_a_request_that_gives_up_waiting_is_forgotten():
     async def go():
-        runner = FakeRunner()
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced()
         waiting = asyncio.ensure_future(balancer.acquire())
         await asyncio.sleep(0)
         waiting.cancel()
@@ -173,8 +171,7 @@ def test_a_request_that_gives_up_waiting_is_forgotten():
 
 def test_a_concurrent_container_takes_max_inputs_and_past_its_target_asks_for_more():
     async def go():
-        runner = FakeRunner(max_inputs=3, target=2)
-        balancer = WebBalancer(runner)
+        runner, balancer = balanced(max_inputs=3, target=2)
         runner.add("a", balancer)
         await balancer.acquire()
         await balancer.acquire()
@@ -220,8 +217,7 @@ def test_a_round_trip_through_a_container_web_handler(tmp_path):
     handler.serve(socket)
     try:
         async def go():
-            runner = FakeRunner()
-            balancer = WebBalancer(runner)
+            runner, balancer = balanced()
             c = runner.add("a", balancer, socket=socket)
 
             def request(path: str) -> WebExchange:
@@ -271,8 +267,7 @@ def test_an_error_after_a_finished_response_does_not_reach_the_next_request(tmp_
     handler.serve(socket)
     try:
         async def go():
-            runner = FakeRunner()
-            balancer = WebBalancer(runner)
+            runner, balancer = balanced()
             c = runner.add("a", balancer, socket=socket)
             for path in ("/first", "/second", "/third"):
                 exchange = WebExchange(balancer, {"type": "http", "method": "GET", "path": path, "query_string": "",
