@@ -63,3 +63,18 @@ def test_a_fastapi_endpoint_takes_calls_and_a_web_app_explains_why_not(edge, poi
     assert skiff.Function.from_name("webedge", "slow").remote(0)["container"].startswith("ta-")
     with pytest.raises(skiff.exception.InvalidError, match="files is a @skiff.web_server web app"):
         skiff.Function.from_name("webedge", "files").remote()
+
+
+def test_the_web_example_deploys_and_answers(edge):
+    deployed = skiff_cli("deploy", "examples/web.py", env=edge.env, timeout=600)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert f"generate: {edge.url}/web-example/generate" in deployed.stdout and "heartbeat: next run" in deployed.stdout
+    answer = httpx.post(f"{edge.url}/web-example/generate", json={"prompt": "hello"}, timeout=60)
+    assert answer.json() == {"response": "olleh"}
+    assert httpx.get(f"{edge.url}/web-example/chat/stream/3", timeout=60).text == "line 0\nline 1\nline 2\n"
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{edge.port}/web-example/chat/ws", open_timeout=60) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=30) == "echo: hi"
+        ws.send("bye")
