@@ -78,3 +78,30 @@ def test_the_web_example_deploys_and_answers(edge):
         ws.send("hi")
         assert ws.recv(timeout=30) == "echo: hi"
         ws.send("bye")
+
+
+PROCESS_APP = '''
+import skiff
+
+app = skiff.App("procweb")
+
+
+@app.function()
+@skiff.fastapi_endpoint()
+def hi(name: str = "x") -> dict:
+    return {"hi": name}
+'''
+
+
+def test_web_endpoints_on_the_process_runtime(tmp_path, database_url):
+    """The process runtime mounts nothing: the container's socket is a path on the host
+    (here in a private /tmp directory, the test home's path being too long for one)."""
+    (tmp_path / "procweb.py").write_text(PROCESS_APP)
+    server = ServerProcess(tmp_path / "home", database_url, env={"SKIFF_RUNTIME": "process"}).start()
+    try:
+        assert httpx.get(f"{server.url}/v1/health", timeout=10).json()["runtime"] == "process"
+        deployed = skiff_cli("deploy", "procweb.py", env=server.env, cwd=tmp_path, timeout=120)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert httpx.get(f"{server.url}/procweb/hi?name=proc", timeout=60).json() == {"hi": "proc"}
+    finally:
+        server.stop()
