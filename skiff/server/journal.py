@@ -3,48 +3,33 @@
 Inputs and outputs live in memory (``calls.py``); the ``calls`` table is history (and
 the schedule runs ``skiff app history`` shows). Writing a row per call inline would cap
 a busy server at the rate of single-row SQLite commits, so rows are gathered for
-``FLUSH_INTERVAL`` and written in one transaction.
+``WriteBehind.FLUSH_INTERVAL`` and written in one transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from .store import Store
+from .writebehind import WriteBehind
 
-FLUSH_INTERVAL = 0.05  # seconds
 
-
-class CallJournal:
+class CallJournal(WriteBehind):
     def __init__(self, store: Store) -> None:
+        super().__init__("call-journal")
         self._store = store
         self._created: list[dict] = []
         self._finished: list[dict] = []
-        self._pending = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="call-journal")
-
-    async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self.flush()
 
     def created(self, call_id: str, function_id: str, kind: str) -> None:
         self._created.append({"id": call_id, "function_id": function_id, "kind": kind, "status": "pending",
                               "created_at": time.time(), "finished_at": None, "num_inputs": 0, "num_failures": 0})
-        self._pending.set()
+        self._wake()
 
     def finished(self, call_id: str, status: str, num_inputs: int, num_failures: int) -> None:
         self._finished.append({"id": call_id, "status": status, "finished_at": time.time(),
                                "num_inputs": num_inputs, "num_failures": num_failures})
-        self._pending.set()
+        self._wake()
 
     async def flush(self) -> None:
         created, self._created = self._created, []
@@ -56,10 +41,3 @@ class CallJournal:
         finished = [f for f in finished if f["id"] not in new]
         if created or finished:
             await self._store.run(self._store.record_calls, created, finished)
-
-    async def _run(self) -> None:
-        while True:
-            await self._pending.wait()
-            self._pending.clear()
-            await asyncio.sleep(FLUSH_INTERVAL)
-            await self.flush()

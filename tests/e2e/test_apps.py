@@ -105,3 +105,24 @@ def test_skiff_app_stop_by_name(client_env, api):
         result = skiff_cli("app", "stop", core_app.app.name, env=client_env.env)
         assert result.returncode == 0 and app["app_id"] in result.stdout
     assert api.get(f"/apps/{app['app_id']}").json()[0]["state"] == "stopped"
+
+
+def test_a_stopping_server_answers_the_long_polls_it_cuts_off(tmp_path, database_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import ServerProcess
+
+    server = ServerProcess(tmp_path / "home", database_url).start()
+    api = httpx.Client(base_url=server.url + "/v1", headers={"Authorization": f"Bearer {server.token()}"}, timeout=60)
+    try:
+        assert api.post("/queues/waits", json={"create_if_missing": True}).status_code == 200
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(api.get, "/queues/waits/get", params={"timeout": 55})
+            time.sleep(0.5)
+            server.stop()
+            resp = waiting.result()
+        assert resp.status_code == 503 and "shutting down" in resp.text
+        assert "Traceback" not in server.log() and "Exception in ASGI application" not in server.log()
+    finally:
+        api.close()
+        server.stop()
