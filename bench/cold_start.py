@@ -150,7 +150,7 @@ def measure_skiff(runs: int, rebuilds: int) -> SkiffResults:
     from skiff._client import get_client
     from skiff._runner import build_image
     from skiff._sync import run_sync
-    from skiff.worker.images import layer_ids
+    from skiff.protocol.images import layer_ids
 
     with tempfile.TemporaryDirectory(prefix="skiff-bench-") as tmp, BenchServer(Path(tmp), runtime="oci") as server:
         health = server.wait_healthy()

@@ -14,8 +14,6 @@ with app.run():
 ```
 """
 
-__version__ = "0.1.0"
-
 from . import exception
 from ._partial import (
     asgi_app,
@@ -34,6 +32,7 @@ from .cls import Cls, Obj, parameter
 from .dict import Dict
 from .functions import Function, FunctionCall
 from .image import Image
+from .protocol import VERSION as __version__
 from .queue import Queue
 from .retries import Retries
 from .schedule import Cron, Period

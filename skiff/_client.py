@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from . import config
-from ._http import BlockingHTTP, ServerGone
-from ._wire import API_PREFIX
 from .exception import AuthError, ConnectionError, Error, error_from_code
+from .protocol import config
+from .protocol.http import BlockingHTTP, ServerGone
+from .protocol.wire import API_PREFIX
 
 _client: Client | None = None
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from . import _serialization as ser
 from ._client import get_client
 from ._runner import function_spec
-from ._wire import Payload
 from .app import App
 from .cls import Cls
+from .protocol import payload as wire_payload
+from .protocol.wire import FunctionCreate, encode
 
 
 async def deploy_app(app: App, name: str | None = None, show_progress: bool = True) -> dict:
@@ -29,6 +27,6 @@ async def deploy_app(app: App, name: str | None = None, show_progress: bool = Tr
             if target.parameters:
                 spec.is_template = True  # each parameter set gets its own function when first called
             else:
-                spec.class_params = Payload(data=ser.b64(ser.serialize({})))
-        await client.request("POST", "/functions", json={"app_id": app_id, "spec": asdict(spec), "version": version})
+                spec.class_params = wire_payload.inline({})
+        await client.request("POST", "/functions", json=encode(FunctionCreate(app_id=app_id, spec=spec, version=version)))
     return await client.request("POST", f"/apps/{app_id}/deploy", json={"version": version})

@@ -9,8 +9,8 @@ import time
 import urllib.error
 import urllib.request
 
-from . import config
 from .exception import ConnectionError
+from .protocol import config
 
 START_TIMEOUT = 30.0
 

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from .exception import InvalidError
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_name(kind: str, name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidError(
-            f"{kind} name {name!r} is not valid: use up to 128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
+from .protocol.names import check_name
 
 
 class NamedObject:

@@ -100,7 +100,7 @@ def _seconds(name: str, value: Any, *, maximum: float) -> float:
 
 
 def validate_gpu(gpu: Any) -> None:
-    from .worker.gpus import parse_request  # the placement's own parser: one grammar for gpu=
+    from .protocol.gpus import parse_request  # the server parses it the same way
 
     specs = gpu if isinstance(gpu, list) else [gpu]
     for spec in specs:

@@ -11,11 +11,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .exception import InvalidError
+from .protocol.lifecycle import MARK
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-MARK = "__skiff__"  # attribute holding a dict of what the decorators said
-
 
 def _mark(f: Any, **info: Any) -> Any:
     if not callable(f):
@@ -24,10 +22,6 @@ def _mark(f: Any, **info: Any) -> Any:
     marks.update(info)
     setattr(f, MARK, marks)
     return f
-
-
-def marks(f: Any) -> dict[str, Any]:
-    return getattr(f, MARK, {})
 
 
 def enter(*, snap: bool = False) -> Callable[[F], F]:

@@ -9,18 +9,28 @@ import asyncio
 import contextlib
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from . import _mount
-from . import _serialization as ser
 from ._client import Client, get_client
 from ._progress import BuildProgress
-from ._wire import FunctionSpec, LocalMountSpec, Payload, SecretRef, VolumeRef
 from .cls import Cls
 from .exception import ConnectionError, ImageBuildError, InvalidError, NotFoundError
 from .image import Image
+from .protocol import payload as wire_payload
+from .protocol import serialization as ser
+from .protocol.wire import (
+    FunctionCreate,
+    FunctionCreated,
+    FunctionSpec,
+    LocalMountSpec,
+    Payload,
+    SecretRef,
+    VolumeRef,
+    decode,
+    encode,
+)
 
 if TYPE_CHECKING:
     from .app import App
@@ -124,7 +134,7 @@ async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_pr
             data = ser.serialize(raw)
         except Exception as exc:
             raise InvalidError(f"function {fn.tag} cannot be serialized to send to a container: {exc}") from exc
-        spec.pickled = {"data": ser.b64(data), "blob_id": None}  # type: ignore[assignment]
+        spec.pickled = Payload(data=ser.b64(data))
     else:
         module_name, path = where
         spec.module_name = module_name
@@ -195,8 +205,8 @@ class RunningApp:
         try:
             for fn in self.app.registered_functions.values():
                 spec = await function_spec(client, fn, self.app_id, show_progress=self.show_logs)
-                created = await client.request("POST", "/functions", json={"app_id": self.app_id, "spec": asdict(spec)})
-                fn.object_id = created["function_id"]
+                created = await client.request("POST", "/functions", json=encode(FunctionCreate(app_id=self.app_id, spec=spec)))
+                fn.object_id = decode(FunctionCreated, created).function_id
         except BaseException:
             await self.stop()
             raise
@@ -211,11 +221,11 @@ class RunningApp:
         """Create the server function for one parameterization of a class."""
         assert self.client is not None
         spec = await function_spec(self.client, cls, self.app_id, show_progress=self.show_logs)
-        spec.class_params = Payload(data=ser.b64(ser.serialize(params)))
+        spec.class_params = wire_payload.inline(params)
         if params:
             spec.name = f"{cls.tag}({', '.join(f'{k}={v!r}' for k, v in params.items())})"[:200]
-        created = await self.client.request("POST", "/functions", json={"app_id": self.app_id, "spec": asdict(spec)})
-        return created["function_id"]
+        created = await self.client.request("POST", "/functions", json=encode(FunctionCreate(app_id=self.app_id, spec=spec)))
+        return decode(FunctionCreated, created).function_id
 
     async def _heartbeat(self) -> None:
         assert self.client is not None

@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._options import build_options
-from ._partial import marks
 from ._sync import run_sync
 from .cls import Cls, wrap_class
 from .exception import InvalidError
 from .functions import Function
+from .protocol.lifecycle import marks
 from .retries import Retries
 
 if TYPE_CHECKING:

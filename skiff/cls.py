@@ -29,11 +29,13 @@ import inspect
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from . import _serialization as ser
 from ._options import FunctionOptions, build_options
-from ._partial import marks
 from .exception import InvalidError
 from .functions import Function
+from .protocol import payload as wire_payload
+from .protocol import serialization as ser
+from .protocol.lifecycle import Parameter, class_parameters, instantiate, lifecycle_methods, marks
+from .protocol.wire import FunctionCreated, VariantCreate, decode, encode
 
 if TYPE_CHECKING:
     from .app import App
@@ -41,11 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["Cls", "Obj", "parameter"]
 
 _MISSING = object()
-
-
-class _Parameter:
-    def __init__(self, default: Any) -> None:
-        self.default = default
 
 
 def parameter(*, default: Any = _MISSING, init: bool = True) -> Any:
@@ -57,30 +54,7 @@ def parameter(*, default: Any = _MISSING, init: bool = True) -> Any:
     """
     if not init:
         raise InvalidError("parameter(init=False) is not supported")
-    return _Parameter(default)
-
-
-def class_parameters(user_cls: type) -> dict[str, _Parameter]:
-    found: dict[str, _Parameter] = {}
-    for klass in reversed(user_cls.__mro__):
-        for name, value in vars(klass).items():
-            if isinstance(value, _Parameter):
-                found[name] = value
-    return found
-
-
-def instantiate(user_cls: type, params: dict[str, Any]) -> Any:
-    """Make an instance the way a container does: parameters set as attributes."""
-    instance = user_cls.__new__(user_cls)
-    for name, p in class_parameters(user_cls).items():
-        setattr(instance, name, params.get(name, p.default))
-    if not class_parameters(user_cls) and user_cls.__init__ is not object.__init__:
-        instance.__init__()
-    return instance
-
-
-def lifecycle_methods(user_cls: type, kind: str) -> list[str]:
-    return [name for name, value in inspect.getmembers(user_cls) if callable(value) and marks(value).get(kind)]
+    return Parameter(default)
 
 
 class MethodFunction(Function):
@@ -240,9 +214,9 @@ class _DeployedCls:
                 raise InvalidError(f"{self.tag} is a function: use skiff.Function.from_name({self.app_name!r}, {self.tag!r})")
         if not self._info.get("is_template"):
             return self._info["function_id"]
-        payload = {"class_params": {"data": ser.b64(ser.serialize(params)), "blob_id": None}}
-        found = await client.request("POST", f"/functions/{self._info['function_id']}/variants", json=payload)
-        return found["function_id"]
+        msg = VariantCreate(class_params=wire_payload.inline(params))
+        found = await client.request("POST", f"/functions/{self._info['function_id']}/variants", json=encode(msg))
+        return str(decode(FunctionCreated, found).function_id)
 
 
 class _DeployedObj:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from . import _serialization as ser
 from ._object import NamedObject
 from ._sync import dual
+from .protocol import serialization as ser
 
 __all__ = ["Dict"]
 

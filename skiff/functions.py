@@ -20,12 +20,25 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import _serialization as ser
 from ._options import FunctionOptions
 from ._progress import MapProgress
 from ._sync import dual, dual_classmethod, run_sync
-from ._wire import INLINE_PAYLOAD_LIMIT, FunctionStats
 from .exception import ExecutionError, InvalidError, OutputExpiredError, TimeoutError
+from .protocol import payload as wire_payload
+from .protocol import serialization as ser
+from .protocol.wire import (
+    CallCreate,
+    CallCreated,
+    CallInputs,
+    CallKind,
+    CallOutputs,
+    FunctionStats,
+    InputItem,
+    OutputItem,
+    Payload,
+    decode,
+    encode,
+)
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -44,31 +57,43 @@ async def _client() -> Client:
     return await get_client()
 
 
-async def encode_payload(client: Client, data: bytes) -> dict:
-    if len(data) > INLINE_PAYLOAD_LIMIT:
-        blob_id = ser.sha256(data)
-        await client.request("PUT", f"/blobs/{blob_id}", content=data)
-        return {"blob_id": blob_id, "data": None}
-    return {"data": ser.b64(data), "blob_id": None}
+async def encode_payload(client: Client, data: bytes) -> Payload:
+    payload, upload = wire_payload.pack(data)
+    if upload is not None:
+        await client.request("PUT", f"/blobs/{payload.blob_id}", content=upload)
+    return payload
 
 
-async def decode_payload(client: Client, payload: dict | None) -> Any:
+async def decode_payload(client: Client, payload: Payload | None) -> Any:
     if payload is None:
         return None
-    if payload.get("blob_id"):
-        return ser.deserialize(await client.get_bytes(f"/blobs/{payload['blob_id']}"))
-    return ser.deserialize(ser.unb64(payload["data"]))
+    data = wire_payload.inline_bytes(payload)
+    if data is None:
+        data = await client.get_bytes(f"/blobs/{payload.blob_id}")
+    return ser.deserialize(data)
 
 
-async def _output_value(client: Client, out: dict) -> Any:
+async def _output_value(client: Client, out: OutputItem) -> Any:
     """The value of one output, or the exception it carries (returned, not raised)."""
-    if out["status"] == "success":
-        return await decode_payload(client, out.get("result"))
-    pickled = None
-    if out.get("result") and out["result"].get("data"):
-        pickled = ser.unb64(out["result"]["data"])
-    exc = ser.rebuild_exception(pickled, out.get("exc_type"), out.get("exc_message"), out.get("traceback"))
-    return _Failure(exc)
+    if out.status == "success":
+        return await decode_payload(client, out.result)
+    return _Failure(wire_payload.failure_exception(out.result, out.exc_type, out.exc_message, out.traceback))
+
+
+async def _outputs(client: Client, call_id: str, after: int, timeout: float) -> CallOutputs:
+    """One long-poll for a call's outputs after ``after``."""
+    res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": timeout})
+    return decode(CallOutputs, res)
+
+
+async def _send_inputs(client: Client, call_id: str | None, function_id: str, kind: CallKind,
+                       inputs: list[InputItem], complete: bool) -> str:
+    """Start a call with its first inputs (``call_id`` None), or add more to it."""
+    if call_id is None:
+        msg = CallCreate(function_id=function_id, kind=kind, inputs=inputs, inputs_complete=complete)
+        return str(decode(CallCreated, await client.request("POST", "/calls", json=encode(msg))).call_id)
+    await client.request("POST", f"/calls/{call_id}/inputs", json=encode(CallInputs(inputs=inputs, inputs_complete=complete)))
+    return call_id
 
 
 def _common_length(iterables: Iterable[Any]) -> int | None:
@@ -129,16 +154,14 @@ class Function:
             )
         return self.object_id
 
-    async def _start_call(self, kind: str, inputs: list[dict], complete: bool) -> tuple[Client, str]:
+    async def _start_call(self, kind: CallKind, inputs: list[InputItem], complete: bool) -> tuple[Client, str]:
         client = await _client()
-        body = {"function_id": await self._resolve_id(), "kind": kind, "inputs": inputs, "inputs_complete": complete}
-        created = await client.request("POST", "/calls", json=body)
-        return client, created["call_id"]
+        return client, await _send_inputs(client, None, await self._resolve_id(), kind, inputs, complete)
 
-    async def _one_input(self, args: tuple, kwargs: dict) -> dict:
+    async def _one_input(self, args: tuple, kwargs: dict) -> InputItem:
         data = self._args_payload(args, kwargs)
         client = await _client()
-        return {"idx": 0, "args": await encode_payload(client, data)}
+        return InputItem(idx=0, args=await encode_payload(client, data))
 
     # -- deployed functions -------------------------------------------------------------
 
@@ -201,7 +224,7 @@ class Function:
         call = FunctionCall(await self._start_call_id("remote", await self._one_input(args, kwargs)))
         return await call._get(timeout=None)
 
-    async def _start_call_id(self, kind: str, item: dict) -> str:
+    async def _start_call_id(self, kind: CallKind, item: InputItem) -> str:
         _, call_id = await self._start_call(kind, [item], True)
         return call_id
 
@@ -223,18 +246,18 @@ class Function:
         client, call_id = await self._start_call("generator", [await self._one_input(args, kwargs)], True)
         after, next_index, early = 0, 0, {}
         while True:
-            res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": _POLL})
-            for out in res["outputs"]:
-                after = out["seq"]
-                if out["status"] != "success":
+            res = await _outputs(client, call_id, after, _POLL)
+            for out in res.outputs:
+                after = out.seq
+                if out.status != "success":
                     raise (await _output_value(client, out)).exc
-                if out.get("gen_done"):
+                if out.gen_done:
                     return
-                early[out["gen_index"]] = out
+                early[out.gen_index or 0] = out
                 while next_index in early:
-                    yield await decode_payload(client, early.pop(next_index).get("result"))
+                    yield await decode_payload(client, early.pop(next_index).result)
                     next_index += 1
-            if res["done"]:
+            if res.done:
                 return
 
     # -- many calls ------------------------------------------------------------------------
@@ -290,20 +313,16 @@ class Function:
         client = await _client()
         fid = await self._resolve_id()
         call_id: str | None = None
-        batch: list[dict] = []
+        batch: list[InputItem] = []
         idx = 0
 
         async def flush(last: bool) -> None:
             nonlocal call_id, batch
-            if call_id is None:
-                body = {"function_id": fid, "kind": "spawn", "inputs": batch, "inputs_complete": last}
-                call_id = (await client.request("POST", "/calls", json=body))["call_id"]
-            else:
-                await client.request("POST", f"/calls/{call_id}/inputs", json={"inputs": batch, "inputs_complete": last})
+            call_id = await _send_inputs(client, call_id, fid, "spawn", batch, last)
             batch = []
 
         for args in zip(*input_iterators, strict=False):
-            batch.append({"idx": idx, "args": await encode_payload(client, self._args_payload(tuple(args), kwargs or {}))})
+            batch.append(InputItem(idx=idx, args=await encode_payload(client, self._args_payload(tuple(args), kwargs or {}))))
             idx += 1
             if len(batch) >= MAP_BATCH:
                 await flush(False)
@@ -322,31 +341,28 @@ class Function:
         call_ready = asyncio.Event()
         total: int | None = None
 
-        async def flush(batch: list[dict], last: bool) -> None:
+        async def flush(batch: list[InputItem], last: bool) -> None:
             nonlocal call_id
-            if call_id is None:
-                body = {"function_id": fid, "kind": "map", "inputs": batch, "inputs_complete": last}
-                call_id = (await client.request("POST", "/calls", json=body))["call_id"]
-                call_ready.set()
-            else:
-                await client.request("POST", f"/calls/{call_id}/inputs", json={"inputs": batch, "inputs_complete": last})
+            call_id = await _send_inputs(client, call_id, fid, "map", batch, last)
+            call_ready.set()
 
         async def send() -> None:
             nonlocal total
-            idx, batch = 0, []
+            idx, batch = 0, list[InputItem]()
             for args in arg_tuples:
                 if batch and (len(batch) >= MAP_BATCH or window.locked()):
                     await flush(batch, False)  # never wait on the window with unsent inputs
                     batch = []
                 await window.acquire()
                 data = self._args_payload(tuple(args), kwargs)
-                batch.append({"idx": idx, "args": await encode_payload(client, data)})
+                batch.append(InputItem(idx=idx, args=await encode_payload(client, data)))
                 idx += 1
             await flush(batch, True)
             total = idx
 
-        async def poll(after: int) -> dict:
-            return await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": _POLL})
+        async def poll(after: int) -> CallOutputs:
+            assert call_id is not None
+            return await _outputs(client, call_id, after, _POLL)
 
         async def first_of(aw: Any) -> Any:
             """Await ``aw``, but fail fast if the sender failed meanwhile."""
@@ -368,8 +384,8 @@ class Function:
             after, next_idx, held = 0, 0, {}
             while total is None or received < total:
                 res = await first_of(poll(after))
-                for out in res["outputs"]:
-                    after = out["seq"]
+                for out in res.outputs:
+                    after = out.seq
                     received += 1
                     window.release()
                     progress.advance()
@@ -381,11 +397,11 @@ class Function:
                     if not order_outputs:
                         yield value
                         continue
-                    held[out["idx"]] = value
+                    held[out.idx] = value
                     while next_idx in held:
                         yield held.pop(next_idx)
                         next_idx += 1
-                if res["done"]:
+                if res.done:
                     break
         finally:
             progress.__exit__(None, None, None)
@@ -435,17 +451,16 @@ class FunctionCall:
             wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
             # The server keeps a spawned call's outputs however they are read, so a result
             # can be collected again.
-            res = await client.request("GET", f"/calls/{self.object_id}/outputs",
-                                       params={"after": after, "timeout": wait})
-            for out in res["outputs"]:
-                after = max(after, out["seq"])
-                if out["idx"] != index:
+            res = await _outputs(client, self.object_id, after, wait)
+            for out in res.outputs:
+                after = max(after, out.seq)
+                if out.idx != index:
                     continue
                 value = await _output_value(client, out)
                 if isinstance(value, _Failure):
                     raise value.exc
                 return value
-            if res["done"] and not res["outputs"]:
+            if res.done and not res.outputs:
                 raise OutputExpiredError(f"call {self.object_id} has no output {index}")
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"call {self.object_id} did not finish within {timeout} s")

@@ -29,16 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _serialization as ser
 from ._mount import sha256_file
 from .exception import InvalidError
+from .protocol import serialization as ser
+from .protocol.images import DEBIAN_PYTHONS, DEFAULT_PYTHON, debian_base
 
 __all__ = ["Image"]
 
-# The Python a debian_slim base gets comes from Debian's own packages, so a build needs
-# only a Debian mirror: each version, with the Debian release that ships it.
-DEBIAN_PYTHONS = {"3.11": ("bookworm", 12), "3.13": ("trixie", 13)}
-DEFAULT_PYTHON = "3.11"
 _SKIP = ("__pycache__", ".git", ".venv", "*.pyc")
 
 
@@ -76,9 +73,7 @@ class Image:
                 f"python_version={python_version!r} is not available: debian_slim images get Python from "
                 f"Debian's packages, which offer {offered}. Pick one of those."
             )
-        suite, _release = DEBIAN_PYTHONS[minor]
-        step = {"kind": "debian_slim", "suite": suite, "python": minor}
-        return Image(steps=(step,), force_build=force_build)
+        return Image(steps=(debian_base(minor),), force_build=force_build)
 
     # -- build steps ---------------------------------------------------------------------
 

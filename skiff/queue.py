@@ -14,9 +14,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from . import _serialization as ser
 from ._object import NamedObject
 from ._sync import dual
+from .protocol import serialization as ser
 
 __all__ = ["Queue"]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._object import check_name
 from .exception import InvalidError
+from .protocol.names import check_name
 
 __all__ = ["Secret"]
 

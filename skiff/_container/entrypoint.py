@@ -27,9 +27,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import _serialization as ser
-from .._wire import INLINE_PAYLOAD_LIMIT
-from ..exception import InputCancellation
+from ..protocol import payload as wire_payload
+from ..protocol import serialization as ser
+from ..protocol.errors import InputCancellation
+from ..protocol.lifecycle import instantiate, lifecycle_methods
+from ..protocol.wire import ContainerInput, ContainerOutput, FunctionSpec, Payload
 from .client import ContainerClient, ServerGone
 
 POLL = 25.0  # seconds one long-poll for inputs may wait
@@ -65,7 +67,7 @@ class Container:
         self._url, self._token = env["SKIFF_SERVER_URL"], env["SKIFF_TOKEN"]
         self.client = self._new_client()
         self.cancellation = _Cancellation()
-        self.spec: dict = {}
+        self.spec = FunctionSpec(name="")
         self.resolve: Callable[[str | None], Callable[..., Any]] = lambda _m: _missing()
         self.exit_hooks: list[Callable[[], Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -76,34 +78,26 @@ class Container:
 
     # -- payloads ------------------------------------------------------------------------
 
-    def _load(self, payload: dict) -> Any:
-        if payload.get("blob_id"):
-            data = self.client.request("GET", f"/v1/blobs/{payload['blob_id']}", absolute=True)
-        else:
-            data = ser.unb64(payload["data"])
+    def _load(self, payload: Payload) -> Any:
+        data = wire_payload.inline_bytes(payload)
+        if data is None:
+            data = self.client.get_blob(payload.blob_id or "")
         return ser.deserialize(data)
 
-    def _dump(self, value: Any, client: ContainerClient | None = None) -> dict:
-        data = ser.serialize(value)
-        if len(data) > INLINE_PAYLOAD_LIMIT:
-            blob_id = ser.sha256(data)
-            (client or self.client).request("PUT", f"/v1/blobs/{blob_id}", raw=data, absolute=True)
-            return {"blob_id": blob_id, "data": None}
-        return {"data": ser.b64(data), "blob_id": None}
+    def _dump(self, value: Any, client: ContainerClient | None = None) -> Payload:
+        payload, upload = wire_payload.pack(ser.serialize(value))
+        if upload is not None:
+            (client or self.client).put_blob(payload.blob_id or "", upload)
+        return payload
 
-    def _failure(self, input_id: str, exc: BaseException, status: str = "failure") -> dict:
-        info = ser.describe_exception(exc)
-        return {
-            "input_id": input_id,
-            "status": status,
-            "result": {"data": ser.b64(info["pickled"]), "blob_id": None} if info["pickled"] else None,
-            "exc_type": info["exc_type"],
-            "exc_message": info["exc_message"],
-            "traceback": info["traceback"],
-        }
+    def _success(self, input_id: str, value: Any, client: ContainerClient | None = None) -> ContainerOutput:
+        return ContainerOutput(input_id=input_id, status="success", result=self._dump(value, client))
 
-    def _args(self, inp: dict) -> tuple[tuple, dict, str | None]:
-        loaded = self._load(inp["args"])
+    def _failure(self, input_id: str, exc: BaseException, status: str = "failure") -> ContainerOutput:
+        return ContainerOutput(input_id=input_id, status=status, **wire_payload.failure_fields(exc))
+
+    def _args(self, inp: ContainerInput) -> tuple[tuple, dict, str | None]:
+        loaded = self._load(inp.args)
         args, kwargs = loaded[0], loaded[1]
         return tuple(args), dict(kwargs), (loaded[2] if len(loaded) > 2 else None)
 
@@ -111,17 +105,15 @@ class Container:
 
     def load(self) -> None:
         spec = self.spec
-        if spec.get("pickled"):
-            obj = self._load(spec["pickled"])
+        if spec.pickled is not None:
+            obj = self._load(spec.pickled)
         else:
-            obj = importlib.import_module(spec["module_name"])
-            for part in spec["qualname"].split("."):
+            obj = importlib.import_module(spec.module_name or "")
+            for part in (spec.qualname or "").split("."):
                 obj = getattr(obj, part)
-        if spec.get("is_class"):
-            from ..cls import instantiate, lifecycle_methods
-
+        if spec.is_class:
             user_cls = obj.get_user_cls() if hasattr(obj, "get_user_cls") else obj
-            params = self._load(spec["class_params"]) if spec.get("class_params") else {}
+            params = self._load(spec.class_params) if spec.class_params is not None else {}
             instance = instantiate(user_cls, params)
             for hook in lifecycle_methods(user_cls, "enter"):
                 self._call(getattr(instance, hook), (), {})
@@ -130,10 +122,10 @@ class Container:
         else:
             fn = obj.get_raw_f() if hasattr(obj, "get_raw_f") else obj
             self.resolve = lambda _method: fn
-        if spec.get("web"):
+        if spec.web:
             from .web import WebHandler
 
-            self.web = WebHandler(self.resolve(None), spec["web"], self._call, spec.get("max_concurrent_inputs") or 1)
+            self.web = WebHandler(self.resolve(None), spec.web, self._call, spec.max_concurrent_inputs or 1)
 
     def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Call sync or async user code from a plain thread."""
@@ -150,18 +142,18 @@ class Container:
         client = self._new_client()
         while True:
             try:
-                sig = client.request("GET", "/signals?timeout=20")
+                sig = client.signals(timeout=20)
             except (ServerGone, RuntimeError):
                 return
-            if sig.get("cancel"):
-                self.cancellation.cancel(sig["cancel"])
-            if sig.get("stop"):
+            if sig.cancel:
+                self.cancellation.cancel(sig.cancel)
+            if sig.stop:
                 return
 
     # -- one input ------------------------------------------------------------------------
 
-    def run_input(self, inp: dict, client: ContainerClient | None = None) -> list[dict]:
-        input_id = inp["input_id"]
+    def run_input(self, inp: ContainerInput, client: ContainerClient | None = None) -> list[ContainerOutput]:
+        input_id = inp.input_id
         on_main = threading.current_thread() is threading.main_thread()
         if on_main:
             self.cancellation.current = input_id
@@ -173,7 +165,7 @@ class Container:
             result = self._call(fn, args, kwargs)
             if on_main:
                 self.cancellation.current = None
-            return [{"input_id": input_id, "status": "success", "result": self._dump(result, client)}]
+            return [self._success(input_id, result, client)]
         except InputCancellation as exc:
             return [self._failure(input_id, exc, status="cancelled")]
         except BaseException as exc:  # noqa: BLE001 - the user's exception goes back to the caller
@@ -183,35 +175,36 @@ class Container:
                 self.cancellation.current = None
 
     def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict,
-                       client: ContainerClient) -> list[dict]:
+                       client: ContainerClient) -> list[ContainerOutput]:
         index = 0
         for item in fn(*args, **kwargs):
-            out = {"input_id": input_id, "status": "success", "result": self._dump(item, client), "gen_index": index}
-            client.request("POST", "/exchange", {"outputs": [out], "want": 0, "timeout": 0})
+            out = self._success(input_id, item, client)
+            out.gen_index = index
+            client.exchange([out], want=0, timeout=0)
             index += 1
-        return [{"input_id": input_id, "status": "success", "result": None, "gen_done": True, "gen_index": index}]
+        return [ContainerOutput(input_id=input_id, status="success", gen_done=True, gen_index=index)]
 
     # -- serving -----------------------------------------------------------------------------
 
     def serve(self) -> int:
-        hello = self.client.request("GET", "/hello")
-        self.spec = hello["spec"]
-        os.environ.update(hello.get("env") or {})  # the function's secrets
+        hello = self.client.hello()
+        self.spec = hello.spec
+        os.environ.update(hello.env)  # the function's secrets
         try:
             self.load()
         except BaseException as exc:  # noqa: BLE001
-            print(f"skiff: could not load {self.spec.get('name')}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            self.client.request("POST", "/init_failure", self._failure("", exc, status="init_failure"))
+            print(f"skiff: could not load {self.spec.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            self.client.init_failure(self._failure("", exc, status="init_failure"))
             return 1
         threading.Thread(target=self._watch_signals, name="skiff-signals", daemon=True).start()
         if self.web is not None:
             # The gateway sends requests straight to this socket; the loop below still
             # takes ordinary inputs (``.remote()`` of a fastapi_endpoint) and the stop.
             self.web.serve(os.environ["SKIFF_WEB_SOCKET"])
-            self.client.request("POST", "/web_ready")
-        if self.spec.get("max_batch_size"):
+            self.client.web_ready()
+        if self.spec.max_batch_size:
             self._serve_batched()
-        elif (self.spec.get("max_concurrent_inputs") or 1) > 1:
+        elif self.spec.max_concurrent_inputs > 1:
             self._serve_concurrent()
         else:
             self._serve_sequential()
@@ -232,9 +225,9 @@ class Container:
         return 0
 
     def _serve_sequential(self) -> None:
-        max_inputs = self.spec.get("max_inputs") or 0
+        max_inputs = self.spec.max_inputs or 0
         done = 0
-        outputs: list[dict] = []
+        outputs: list[ContainerOutput] = []
         # Inputs that take a while are taken (and answered) one at a time. Quick ones come
         # in batches: a batch of quick outputs waits a moment for its last one, and is
         # answered in one round trip (measured in bench/map_throughput.py).
@@ -242,31 +235,31 @@ class Container:
         while True:
             batch = 1 if slow else PREFETCH
             want = batch if not max_inputs else max(0, min(batch, max_inputs - done))
-            work = self.client.request("POST", "/exchange", {"outputs": outputs, "want": want, "timeout": POLL})
+            work = self.client.exchange(outputs, want, POLL)
             outputs = []
-            if want == 0 or (work["stop"] and not work["inputs"]):
+            if want == 0 or (work.stop and not work.inputs):
                 return
             flushed = time.monotonic()
-            for i, inp in enumerate(work["inputs"]):
+            for i, inp in enumerate(work.inputs):
                 started = time.monotonic()
                 outputs.extend(self.run_input(inp))
                 done += 1
                 slow = time.monotonic() - started > SLOW_INPUT
-                if slow and i + 1 < len(work["inputs"]) and time.monotonic() - flushed > SLOW_INPUT:
+                if slow and i + 1 < len(work.inputs) and time.monotonic() - flushed > SLOW_INPUT:
                     # Don't hold finished outputs behind the rest of a prefetched batch.
-                    self.client.request("POST", "/exchange", {"outputs": outputs, "want": 0, "timeout": 0})
+                    self.client.exchange(outputs, want=0, timeout=0)
                     outputs, flushed = [], time.monotonic()
 
     def _serve_concurrent(self) -> None:
-        limit = self.spec["max_concurrent_inputs"]
+        limit = self.spec.max_concurrent_inputs
         slots = threading.Semaphore(limit)
-        finished: queue.Queue[list[dict] | None] = queue.Queue()
+        finished: queue.Queue[list[ContainerOutput] | None] = queue.Queue()
         sender = threading.Thread(target=self._send_outputs, args=(finished,), name="skiff-outputs", daemon=True)
         sender.start()
         pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="skiff-input")
         clients = threading.local()
 
-        def work(inp: dict) -> None:
+        def work(inp: ContainerInput) -> None:
             if not hasattr(clients, "c"):
                 clients.c = self._new_client()
             try:
@@ -279,18 +272,18 @@ class Container:
             free = 1
             while free < limit and slots.acquire(blocking=False):
                 free += 1
-            work_batch = self.client.request("POST", "/exchange", {"outputs": [], "want": free, "timeout": POLL})
-            for inp in work_batch["inputs"]:
+            work_batch = self.client.exchange([], free, POLL)
+            for inp in work_batch.inputs:
                 pool.submit(work, inp)
-            for _ in range(free - len(work_batch["inputs"])):
+            for _ in range(free - len(work_batch.inputs)):
                 slots.release()
-            if work_batch["stop"] and not work_batch["inputs"]:
+            if work_batch.stop and not work_batch.inputs:
                 break
         pool.shutdown(wait=True)
         finished.put(None)
         sender.join()
 
-    def _send_outputs(self, finished: queue.Queue[list[dict] | None]) -> None:
+    def _send_outputs(self, finished: queue.Queue[list[ContainerOutput] | None]) -> None:
         client = self._new_client()
         while True:
             first = finished.get()
@@ -306,29 +299,27 @@ class Container:
                     finished.put(None)
                     break
                 outputs.extend(more)
-            client.request("POST", "/exchange", {"outputs": outputs, "want": 0, "timeout": 0})
+            client.exchange(outputs, want=0, timeout=0)
 
     def _serve_batched(self) -> None:
-        size = self.spec["max_batch_size"]
-        wait = (self.spec.get("batch_wait_ms") or 0) / 1000
-        outputs: list[dict] = []
+        size = self.spec.max_batch_size or 1
+        wait = self.spec.batch_wait_ms / 1000
+        outputs: list[ContainerOutput] = []
         while True:
-            work = self.client.request("POST", "/exchange", {"outputs": outputs, "want": size, "timeout": POLL})
+            work = self.client.exchange(outputs, size, POLL)
             outputs = []
-            batch = list(work["inputs"])
-            if work["stop"] and not batch:
+            batch = list(work.inputs)
+            if work.stop and not batch:
                 return
             deadline = time.monotonic() + wait
             while batch and len(batch) < size and (remaining := deadline - time.monotonic()) > 0:
-                more = self.client.request("POST", "/exchange",
-                                           {"outputs": [], "want": size - len(batch), "timeout": remaining})
-                batch += more["inputs"]
+                batch += self.client.exchange([], size - len(batch), remaining).inputs
             if batch:
                 outputs = self.run_batch(batch)
 
-    def run_batch(self, batch: list[dict]) -> list[dict]:
+    def run_batch(self, batch: list[ContainerInput]) -> list[ContainerOutput]:
         """Call the function once with lists, and hand each caller its own element."""
-        ids = [inp["input_id"] for inp in batch]
+        ids = [inp.input_id for inp in batch]
         try:
             decoded = [self._args(inp) for inp in batch]
             fn = self.resolve(decoded[0][2])
@@ -344,7 +335,7 @@ class Container:
                 raise ValueError(f"a batched function must return a list of {len(batch)} results (one per input), got {got}")
         except BaseException as exc:  # noqa: BLE001
             return [self._failure(i, exc) for i in ids]
-        return [{"input_id": i, "status": "success", "result": self._dump(r)} for i, r in zip(ids, results, strict=True)]
+        return [self._success(i, r) for i, r in zip(ids, results, strict=True)]
 
 
 def _missing() -> Callable[..., Any]:

@@ -29,7 +29,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .._webproto import BODY, END, ERROR, HEAD, LAST, WS, frame, json_frame, read_frame
+from ..protocol.webproto import BODY, END, ERROR, HEAD, LAST, WS, frame, json_frame, read_frame
 
 CHUNK = 1024 * 1024  # the largest body frame a container sends
 

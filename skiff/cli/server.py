@@ -8,7 +8,8 @@ import time
 
 import click
 
-from .. import _local_server, config
+from .. import _local_server
+from ..protocol import config
 
 
 @click.group("server")

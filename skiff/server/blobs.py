@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from ..exception import InvalidError, NotFoundError
+from ..protocol.errors import InvalidError, NotFoundError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from .._wire import ContainerInput, OutputItem, Payload
+from ..protocol.wire import ContainerInput, OutputItem, Payload
 
 
 @dataclass(eq=False)

@@ -14,8 +14,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .. import config
-from .._wire import (
+from ..protocol import config
+from ..protocol.errors import InvalidError, NotFoundError, NotSupportedError
+from ..protocol.gpus import parse_request as parse_gpu_request
+from ..protocol.images import default_image
+from ..protocol.wire import (
     AppInfo,
     AutoscalerSettings,
     CallOutputs,
@@ -30,11 +33,8 @@ from .._wire import (
     LogBatch,
     LogEntry,
 )
-from ..exception import InvalidError, NotFoundError, NotSupportedError
-from ..image import Image
 from ..retries import Retries
 from ..worker.gpus import detect as detect_gpus
-from ..worker.gpus import parse_request as parse_gpu_request
 from ..worker.images import ImageBuilder
 from ..worker.runtime import BuiltImage, ContainerRuntime
 from .blobs import BlobStore
@@ -58,8 +58,6 @@ log = logging.getLogger("skiff.control")
 
 SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
 ALIVE_EVERY = 10  # seconds between touches of $SKIFF_HOME/run/alive
-# What a function without image= runs in under the oci runtime: Debian 12 with its Python.
-DEFAULT_IMAGE = list(Image.debian_slim().steps)
 
 
 def validate_spec(spec: FunctionSpec) -> None:
@@ -253,7 +251,7 @@ class ControlPlane:
         for ref in spec.volumes:
             await self.store.run(self.volumes.ensure, ref.name, False)
         if caps.images:
-            return await self.images.ready(spec.image or DEFAULT_IMAGE)
+            return await self.images.ready(spec.image or default_image())
         if spec.image:
             self.images.start(spec.image)  # raises the "needs the oci runtime" error
         return None

@@ -14,11 +14,12 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .. import config
-from .._wire import AppInfo, FunctionSpec, Payload
-from ..exception import InvalidError, NotFoundError
+from ..protocol import config
+from ..protocol import payload as wire_payload
+from ..protocol.errors import InvalidError, NotFoundError
+from ..protocol.wire import AppInfo, FunctionSpec, Payload, decode
 from .ids import new_id
 from .scheduler import FunctionRunner
 
@@ -30,16 +31,8 @@ log = logging.getLogger("skiff.deployments")
 DRAIN_POLL = 0.2  # seconds between checks that a replaced version has finished its work
 
 
-def spec_from_row(data: dict) -> FunctionSpec:
-    from .._wire import LocalMountSpec, SecretRef, VolumeRef
-
-    spec = FunctionSpec(**{k: v for k, v in data.items() if k in FunctionSpec.__dataclass_fields__})
-    spec.pickled = Payload(**data["pickled"]) if data.get("pickled") else None
-    spec.class_params = Payload(**data["class_params"]) if data.get("class_params") else None
-    spec.mounts = [LocalMountSpec(**m) for m in data.get("mounts") or []]
-    spec.secrets = [SecretRef(**r) for r in data.get("secrets") or []]
-    spec.volumes = [VolumeRef(**r) for r in data.get("volumes") or []]
-    return spec
+def spec_from_row(data: dict[str, Any]) -> FunctionSpec:
+    return decode(FunctionSpec, data)
 
 
 def web_label(spec: FunctionSpec) -> str:
@@ -163,7 +156,7 @@ class Deployments:
 
     async def variant(self, template_id: str, class_params: Payload) -> str:
         """The function serving one parameter set of a deployed class, made on first use."""
-        key = (template_id, hashlib.sha256((class_params.data or class_params.blob_id or "").encode()).hexdigest())
+        key = (template_id, hashlib.sha256(wire_payload.identity(class_params).encode()).hexdigest())
         if key in self._variants and self._variants[key] in self.cp.runners:
             return self._variants[key]
         row = await self.cp.store.run(self.cp.store.get_function, template_id)

@@ -14,8 +14,8 @@ from collections import defaultdict
 
 from sqlalchemy import delete, func, select
 
-from .._object import check_name
-from ..exception import InvalidError, NotFoundError
+from ..protocol.errors import InvalidError, NotFoundError
+from ..protocol.names import check_name
 from .store import Store
 from .store.models import DictEntryRow, DictRow, QueueItemRow, QueueRow
 

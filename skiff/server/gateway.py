@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import config
-from ..exception import Error, NotFoundError
+from ..protocol import config
+from ..protocol.errors import Error, NotFoundError
 from .proxy_tokens import credentials
 from .webproxy import WebError, WebExchange
 

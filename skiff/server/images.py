@@ -8,8 +8,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ..exception import ImageBuildError, InvalidError, NotFoundError, NotSupportedError
-from ..worker.images import ImageBuilder, layer_ids
+from ..protocol.errors import ImageBuildError, InvalidError, NotFoundError, NotSupportedError
+from ..protocol.images import layer_ids
+from ..worker.images import ImageBuilder
 from ..worker.runtime.base import BuiltImage
 
 log = logging.getLogger("skiff.images")

@@ -14,8 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from .. import __version__, config
-from ..exception import Error
+from ..protocol import VERSION as __version__
+from ..protocol import config
+from ..protocol.errors import Error
 from ..worker.runtime import ContainerRuntime, select_runtime
 from .api import routers
 from .control import ControlPlane

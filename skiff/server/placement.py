@@ -12,8 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
-from ..exception import InvalidError
-from ..worker.gpus import Gpu, GpuRequest
+from ..protocol.errors import InvalidError
+from ..protocol.gpus import Gpu, GpuRequest
 
 
 class Reclaimable(Protocol):

@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy import select
 
-from ..exception import NotFoundError
+from ..protocol.errors import NotFoundError
 from .secrets import PROXY_PREFIX, SecretVault
 from .store import Store
 from .store.models import SecretRow

@@ -17,20 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .. import _serialization as ser
-from .._webproto import SOCKET_NAME
-from .._wire import (
+from ..protocol import payload as wire_payload
+from ..protocol.errors import ExecutionError, FunctionTimeoutError
+from ..protocol.gpus import Gpu
+from ..protocol.gpus import parse_request as parse_gpu_request
+from ..protocol.webproto import SOCKET_NAME
+from ..protocol.wire import (
     ContainerExchange,
     ContainerOutput,
     ContainerWork,
     FunctionSpec,
     OutputItem,
-    Payload,
 )
-from ..exception import ExecutionError, FunctionTimeoutError
 from ..retries import Retries
-from ..worker.gpus import Gpu
-from ..worker.gpus import parse_request as parse_gpu_request
 from ..worker.runtime import BuiltImage, ContainerHandle, ContainerRequest, ContainerRuntime
 from . import autoscaler
 from .blobs import BlobStore
@@ -228,16 +227,7 @@ class FunctionRunner:
             self.ctx.on_call_done(call)
 
     def _fail(self, inp: Input, status: str, exc: BaseException) -> None:
-        info = ser.describe_exception(exc)
-        self._finish(
-            inp,
-            OutputItem(
-                seq=0, idx=inp.idx, status=status,
-                result=Payload(data=ser.b64(info["pickled"])) if info["pickled"] else None,
-                exc_type=info["exc_type"], exc_message=info["exc_message"],
-                traceback=None,
-            ),
-        )
+        self._finish(inp, OutputItem(seq=0, idx=inp.idx, status=status, **wire_payload.failure_fields(exc, traceback=False)))
 
     def _retry(self, inp: Input, reason: str) -> bool:
         """Re-queue a failed input after its backoff if the policy allows another try."""
@@ -484,7 +474,7 @@ class FunctionRunner:
 
 
 def _cancelled() -> BaseException:
-    from ..exception import InputCancellation
+    from ..protocol.errors import InputCancellation
 
     return InputCancellation("the call was cancelled")
 

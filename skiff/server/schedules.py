@@ -11,8 +11,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .. import _serialization as ser
-from .._wire import FunctionSpec, InputItem, Payload
+from ..protocol import payload as wire_payload
+from ..protocol.wire import FunctionSpec, InputItem
 from ..schedule import from_wire
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class Schedules:
         self._plans[(app_id, name)] = (function_id, schedule, next_at)
         try:
             await self.cp.store.run(self.cp.store.save_schedule, app_id, name, now, next_at)
-            args = Payload(data=ser.b64(ser.serialize(((), {}))))
+            args = wire_payload.inline(((), {}))
             await self.cp.create_call(function_id, "schedule", [InputItem(idx=0, args=args)], True)
             log.info("schedule: ran %s of app %s; next at %s", name, app_id, time.ctime(next_at))
         except Exception:

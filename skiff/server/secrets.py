@@ -15,8 +15,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from sqlalchemy import delete, select
 
-from .._object import check_name
-from ..exception import InvalidError, NotFoundError
+from ..protocol.errors import InvalidError, NotFoundError
+from ..protocol.names import check_name
 from .store import Store
 from .store.models import SecretRow
 

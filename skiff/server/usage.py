@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import or_, select
 
-from ..worker.gpus import parse_request as parse_gpu_request
+from ..protocol.gpus import parse_request as parse_gpu_request
 from .store import Store
 from .store.models import AppRow, ContainerRow, FunctionRow
 

@@ -36,8 +36,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from .._object import check_name
-from .._volume_transfer import (
+from ..protocol.errors import InvalidError, NotFoundError
+from ..protocol.names import check_name
+from ..protocol.volumes import (
     BLOCK,
     MAX_FDS,
     block_spans,
@@ -46,7 +47,6 @@ from .._volume_transfer import (
     recv_message,
     send_message,
 )
-from ..exception import InvalidError, NotFoundError
 from .blobs import BlobStore, check_blob_id
 from .store import Store
 from .store.models import VolumeRow, VolumeVersionRow

@@ -30,8 +30,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .._webproto import BODY, END, ERROR, FRAME_HEADER, HEAD, LAST, MAX_FRAME, WS, frame, json_frame
-from ..exception import Error
+from ..protocol.errors import Error
+from ..protocol.webproto import (
+    BODY,
+    END,
+    ERROR,
+    FRAME_HEADER,
+    HEAD,
+    LAST,
+    MAX_FRAME,
+    WS,
+    frame,
+    json_frame,
+)
 
 if TYPE_CHECKING:
     from .scheduler import ContainerState, FunctionRunner

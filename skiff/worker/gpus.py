@@ -9,20 +9,10 @@ model names; the placement hands out whole devices by index.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 
-from ..exception import InvalidError
-
-
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    model: str  # e.g. "NVIDIA A100-SXM4-80GB", or "A100-80GB" from SKIFF_GPUS
-    memory_mib: int | None = None
-    uuid: str | None = None
+from ..protocol.gpus import Gpu, parse_config
 
 
 def parse_nvidia_smi(text: str) -> list[Gpu]:
@@ -35,18 +25,6 @@ def parse_nvidia_smi(text: str) -> list[Gpu]:
         memory = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
         uuid = parts[3] if len(parts) > 3 else None
         gpus.append(Gpu(index=int(parts[0]), model=parts[1], memory_mib=memory, uuid=uuid))
-    return gpus
-
-
-def parse_config(text: str) -> list[Gpu]:
-    """Parse ``SKIFF_GPUS``: ``"A100-80GB:2,L4"``."""
-    gpus: list[Gpu] = []
-    for entry in filter(None, (e.strip() for e in text.split(","))):
-        model, _, count = entry.partition(":")
-        if not model or (count and not count.isdigit()):
-            raise InvalidError(f"SKIFF_GPUS entry {entry!r} must look like 'A100:2' or 'L4'")
-        for _ in range(int(count or 1)):
-            gpus.append(Gpu(index=len(gpus), model=model))
     return gpus
 
 
@@ -64,39 +42,6 @@ def detect() -> tuple[list[Gpu], str]:
     except (subprocess.SubprocessError, OSError) as exc:
         return [], f"nvidia-smi failed: {exc}"
     return parse_nvidia_smi(out), "nvidia-smi"
-
-
-_SPEC = re.compile(r"^(?P<model>any|[a-z][a-z0-9]*(?:-(?P<mem>[0-9]+)gb)?)(?::(?P<count>[1-8]))?$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class GpuRequest:
-    model: str  # "any" or a model name such as "A100"
-    count: int
-    memory_gb: int | None
-
-    def matches(self, gpu: Gpu) -> bool:
-        if self.model == "any":
-            return True
-        base = self.model.split("-")[0].upper()
-        name = gpu.model.upper()
-        if not re.search(rf"(^|[^A-Z0-9]){re.escape(base)}([^0-9]|$)", name):
-            return False
-        if self.memory_gb is None:
-            return True
-        if gpu.memory_mib is not None:
-            return gpu.memory_mib >= self.memory_gb * 1000
-        return f"{self.memory_gb}GB" in name
-
-
-def parse_request(spec: str | None) -> GpuRequest | None:
-    if not spec:
-        return None
-    m = _SPEC.match(spec)
-    if not m:
-        raise InvalidError(f"gpu={spec!r} must look like 'A100', 'A100-80GB', 'H100:2' or 'any'")
-    return GpuRequest(model=m.group("model").lower() if m.group("model").lower() == "any" else m.group("model"),
-                      count=int(m.group("count") or 1), memory_gb=int(m.group("mem")) if m.group("mem") else None)
 
 
 def device_nodes(indices: list[int]) -> list[str]:

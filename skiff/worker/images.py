@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import shlex
@@ -23,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exception import ImageBuildError
+from ..protocol.errors import ImageBuildError
+from ..protocol.images import describe, layer_ids
 from .runtime.base import BuiltImage
 from .runtime.oci import RUNTIME_DIR, OciRuntime, runtime_sources
 
@@ -33,43 +33,6 @@ DEBIAN_MIRROR_ENV = "SKIFF_DEBIAN_MIRROR"
 
 Event = dict  # {"type": "step"|"line"|"done"|"cached", "index": int, ...}
 EventSink = Callable[[Event], None]
-
-
-# Part of every layer id: bump it when what a step produces changes, so cached layers
-# built the old way are rebuilt. 2: pip layers carry compiled bytecode.
-BUILDER_VERSION = 2
-
-
-def layer_ids(steps: list[dict]) -> list[str]:
-    ids, parent = [], f"builder-{BUILDER_VERSION}"
-    for step in steps:
-        body = json.dumps({k: v for k, v in step.items() if k != "force"}, sort_keys=True)
-        parent = hashlib.sha256(f"{parent}\n{body}".encode()).hexdigest()[:32]
-        ids.append(parent)
-    return ids
-
-
-def describe(step: dict) -> str:
-    kind = step["kind"]
-    if kind == "debian_slim":
-        return f"debian_slim (Debian {step['suite']}, Python {step['python']})"
-    if kind == "apt":
-        return "apt_install " + " ".join(step["packages"])
-    if kind == "pip":
-        return "pip_install " + " ".join(step["packages"])
-    if kind == "pip_requirements":
-        return "pip_install_from_requirements"
-    if kind == "run":
-        return "run_commands " + "; ".join(step["commands"])
-    if kind == "run_function":
-        return f"run_function {step['name']}"
-    if kind == "env":
-        return "env " + " ".join(f"{k}={v}" for k, v in step["vars"].items())
-    if kind == "workdir":
-        return f"workdir {step['path']}"
-    if kind == "copy":
-        return f"copy {len(step['files'])} file(s) to {step['remote_path']}"
-    return kind
 
 
 @dataclass

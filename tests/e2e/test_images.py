@@ -15,7 +15,7 @@ import skiff
 from skiff._client import get_client
 from skiff._runner import build_image
 from skiff._sync import run_sync
-from skiff.worker.images import layer_ids
+from skiff.protocol.images import layer_ids
 from tests.apps.image_app import app, network_probe, peek, python_and_six
 from tests.conftest import ROOT, skiff_cli
 

@@ -18,8 +18,9 @@ import pytest
 import skiff
 from skiff import _client
 from skiff._sync import run_sync
-from skiff._volume_transfer import BLOCK, LocalChannel, download_files, pack_blobs, send_message
+from skiff._volume_transfer import LocalChannel, download_files
 from skiff.exception import InvalidError
+from skiff.protocol.volumes import BLOCK, pack_blobs, send_message
 from tests.apps import volume_blocks_app
 from tests.conftest import skiff_cli
 

@@ -1,8 +1,9 @@
 import pytest
 
 from skiff.exception import InvalidError
+from skiff.protocol.gpus import Gpu, parse_config, parse_request
 from skiff.server.placement import LocalPlacement
-from skiff.worker.gpus import Gpu, parse_config, parse_nvidia_smi, parse_request
+from skiff.worker.gpus import parse_nvidia_smi
 
 NVIDIA_SMI = """\
 0, NVIDIA H100 80GB HBM3, 81559, GPU-5b1c0f0e-aaaa-bbbb-cccc-000000000000

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..._wire import (
+from ...protocol.wire import (
     API_PREFIX,
     AppCreate,
     AppDeploy,

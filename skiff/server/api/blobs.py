@@ -5,8 +5,8 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
-from ..._wire import API_PREFIX, BlobsMissing
-from ...exception import NotFoundError
+from ...protocol.errors import NotFoundError
+from ...protocol.wire import API_PREFIX, BlobsMissing
 from ..blobs import check_blob_id
 from ..control import ControlPlane
 from .deps import control, require_token, wire

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..._wire import API_PREFIX, ContainerExchange, ContainerOutput
+from ...protocol.wire import API_PREFIX, ContainerExchange, ContainerOutput
 from ..control import ControlPlane
 from .deps import control, require_token, wire
 

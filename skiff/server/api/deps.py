@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ...exception import AuthError
+from ...protocol.errors import AuthError
 from ..control import ControlPlane
 
 try:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from ..._wire import API_PREFIX, ImageBuildStatus, ImageCreate
+from ...protocol.wire import API_PREFIX, ImageBuildStatus, ImageCreate
 from ..control import ControlPlane
 from .deps import control, require_token, wire
 

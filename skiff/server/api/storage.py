@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from ..._volume_transfer import BATCH_BLOBS, BATCH_BYTES, CHUNK, pack_blobs, unpack_blobs
-from ..._wire import API_PREFIX
-from ...exception import InvalidError, NotFoundError
+from ...protocol.errors import InvalidError, NotFoundError
+from ...protocol.volumes import BATCH_BLOBS, BATCH_BYTES, CHUNK, pack_blobs, unpack_blobs
+from ...protocol.wire import (
+    API_PREFIX,
+    BlobsMissing,
+    DictKey,
+    DictPut,
+    Ensure,
+    QueuePut,
+    SecretCreate,
+    VolumeCommit,
+    VolumeCopy,
+)
 from ..blobs import check_blob_id
 from ..control import ControlPlane
 from .deps import control, require_token, wire
@@ -29,51 +38,6 @@ def _b(text: str) -> bytes:
 
 def _s(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-@dataclass
-class SecretCreate:
-    name: str
-    values: dict[str, str]
-    overwrite: bool = False
-
-
-@dataclass
-class Ensure:
-    create_if_missing: bool = False
-
-
-@dataclass
-class DictPut:
-    items: list[list[str]]  # [[key, value], ...], base64 pickles
-    skip_if_exists: bool = False
-
-
-@dataclass
-class DictKey:
-    key: str
-
-
-@dataclass
-class QueuePut:
-    values: list[str]
-    partition: str = ""
-
-
-@dataclass
-class VolumeCommit:
-    changes: dict[str, dict | None] = field(default_factory=dict)
-
-
-@dataclass
-class VolumeCopy:
-    sources: list[str]
-    dest: str
-
-
-@dataclass
-class Names:
-    blob_ids: list[str]
 
 
 async def _run(cp: ControlPlane, fn, *args):
@@ -252,7 +216,7 @@ async def volume_copy(name: str, body: VolumeCopy, cp: ControlPlane = Depends(co
 
 
 @router.post("/volume-blobs/missing")
-async def volume_blobs_missing(body: Names, cp: ControlPlane = Depends(control)):
+async def volume_blobs_missing(body: BlobsMissing, cp: ControlPlane = Depends(control)):
     for blob_id in body.blob_ids:
         check_blob_id(blob_id)
     return {"blob_ids": await asyncio.to_thread(cp.volumes.blobs.missing, body.blob_ids)}
@@ -314,7 +278,7 @@ async def volume_blobs_upload(request: Request, cp: ControlPlane = Depends(contr
 
 
 @router.post("/volume-blobs/download")
-async def volume_blobs_download(body: Names, cp: ControlPlane = Depends(control)):
+async def volume_blobs_download(body: BlobsMissing, cp: ControlPlane = Depends(control)):
     """Many small blobs in one response: a body made by
     ``skiff._volume_transfer.pack_blobs`` with a header ``{"sizes": [...]}``, the blobs in
     the order asked for."""

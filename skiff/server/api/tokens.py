@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from ..._wire import API_PREFIX
+from ...protocol.wire import API_PREFIX
 from ..control import ControlPlane
 from .deps import control, require_token
 

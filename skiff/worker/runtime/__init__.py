@@ -28,7 +28,7 @@ def select_runtime(name: str | None, state_dir: Path, api_socket: Path) -> tuple
     ``oci`` wherever it can run (Linux, root, crun or runc); otherwise ``process`` with a
     one-line warning. ``SKIFF_RUNTIME=process|oci`` forces a choice.
     """
-    from ...exception import InvalidError
+    from ...protocol.errors import InvalidError
 
     wanted = (name or "").lower() or None
     if wanted not in (None, "oci", "process"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -18,7 +19,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from ..._webproto import SOCKET_NAME
+from ...protocol.webproto import SOCKET_NAME
 from .. import gpus
 from . import bundle
 from .base import BuiltImage, Capabilities, ContainerHandle, ContainerRequest, ExitSink, LogSink
@@ -42,15 +43,16 @@ def _ca_env() -> dict[str, str]:
 
 
 def runtime_sources() -> list[tuple[Path, str]]:
-    """skiff's in-container runtime and its one dependency, mounted read-only."""
-    import cloudpickle
+    """skiff's in-container runtime and its one dependency, mounted read-only (found
+    without importing them: the node side does not import the SDK)."""
+    return [(_package_dir("skiff"), f"{RUNTIME_DIR}/skiff"), (_package_dir("cloudpickle"), f"{RUNTIME_DIR}/cloudpickle")]
 
-    import skiff
 
-    return [
-        (Path(skiff.__file__).parent, f"{RUNTIME_DIR}/skiff"),
-        (Path(cloudpickle.__file__).parent, f"{RUNTIME_DIR}/cloudpickle"),
-    ]
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the {name} package is not installed where the server runs")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 class OciRuntime:

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from ..._webproto import SOCKET_NAME
+from ...protocol.webproto import SOCKET_NAME
 from .base import Capabilities, ContainerHandle, ContainerRequest, ExitSink, LogSink
 
 _LINE_LIMIT = 1 << 20

@@ -11,7 +11,7 @@ from typing import Any
 
 import cloudpickle
 
-from .exception import ExecutionError, RemoteError, SerializationError
+from .errors import ExecutionError, RemoteError, SerializationError
 
 
 def serialize(obj: Any) -> bytes:

@@ -1,25 +1,34 @@
 """The wire schema: every message that crosses HTTP between client, server and container.
 
 Plain dataclasses, so the in-container runtime (standard library and cloudpickle only)
-builds and reads the same messages the FastAPI server validates. Pickled payloads travel
-base64-encoded in ``Payload.data``; payloads above ``INLINE_PAYLOAD_LIMIT`` go through
-the blob store and travel as ``Payload.blob_id`` instead.
+builds and reads the same messages the FastAPI server validates. A side sends
+``encode(msg)`` and reads ``decode(Type, json)``, which rebuilds nested messages, so a
+renamed field is a type error on every side rather than a ``KeyError`` in another
+process. Pickled values travel as :class:`Payload` (see :mod:`.payload`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar, Union
+
+T = TypeVar("T")
 
 API_PREFIX = "/v1"
 INLINE_PAYLOAD_LIMIT = 2 * 1024 * 1024  # bytes of pickle; bigger goes through the blob store
 
 OutputStatus = Literal["success", "failure", "timeout", "terminated", "cancelled", "init_failure"]
 AppState = Literal["ephemeral", "deployed", "stopping", "stopped"]
+CallKind = Literal["remote", "spawn", "map", "generator", "schedule"]
 
 
 @dataclass
 class Payload:
+    """A pickled value: inline (``data``, base64) or in the blob store (``blob_id``)."""
+
     data: str | None = None  # base64 of a cloudpickle
     blob_id: str | None = None  # sha256 of a cloudpickle in the blob store
 
@@ -91,7 +100,7 @@ class FunctionSpec:
     pickled: Payload | None = None  # or the function itself, cloudpickled
     mount: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     timeout: float = 300.0
-    retries: dict | None = None  # Retries.to_wire()
+    retries: dict[str, Any] | None = None  # Retries.to_wire()
     min_containers: int = 0
     max_containers: int | None = None
     buffer_containers: int = 0
@@ -99,7 +108,7 @@ class FunctionSpec:
     env: dict[str, str] = field(default_factory=dict)
     max_inputs: int | None = None
     is_generator: bool = False
-    image: list[dict] | None = None  # Image steps; None is the runtime's default image
+    image: list[dict[str, Any]] | None = None  # Image steps; None is the runtime's default image
     mounts: list[LocalMountSpec] = field(default_factory=list)
     memory: int | None = None  # MiB
     cpu: float | None = None  # cores
@@ -112,10 +121,9 @@ class FunctionSpec:
     secrets: list[SecretRef] = field(default_factory=list)
     volumes: list[VolumeRef] = field(default_factory=list)
     gpu: str | None = None  # "A100", "H100:2", "any"
-    web: dict | None = None  # {"type": fastapi|asgi|wsgi|server, "label", "method", ...}
-    schedule: dict | None = None  # {"cron", "timezone"} or {"period"}
+    web: dict[str, Any] | None = None  # {"type": fastapi|asgi|wsgi|server, "label", "method", ...}
+    schedule: dict[str, Any] | None = None  # {"cron", "timezone"} or {"period"}
     is_template: bool = False  # a parameterized class: variants are made from it on demand
-
 
 
 @dataclass
@@ -147,7 +155,7 @@ class InputItem:
 @dataclass
 class CallCreate:
     function_id: str
-    kind: Literal["remote", "spawn", "map", "generator"] = "remote"
+    kind: CallKind = "remote"
     inputs: list[InputItem] = field(default_factory=list)
     inputs_complete: bool = True  # False while a map is still streaming inputs
 
@@ -254,7 +262,7 @@ class LogBatch:
 
 @dataclass
 class ImageCreate:
-    steps: list[dict]
+    steps: list[dict[str, Any]]
 
 
 @dataclass
@@ -262,7 +270,7 @@ class ImageBuildStatus:
     image_id: str
     status: str  # building | ready | failed
     error: str | None = None
-    events: list[dict] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -283,3 +291,101 @@ class FunctionStats:
 @dataclass
 class BlobsMissing:
     blob_ids: list[str]
+
+
+# -- storage: secrets, dicts, queues, volumes ---------------------------------------------
+# Dict and Queue values travel as base64 pickles the server stores and never unpickles.
+
+
+@dataclass
+class SecretCreate:
+    name: str
+    values: dict[str, str]
+    overwrite: bool = False
+
+
+@dataclass
+class Ensure:
+    create_if_missing: bool = False
+
+
+@dataclass
+class DictPut:
+    items: list[list[str]]  # [[key, value], ...], base64 pickles
+    skip_if_exists: bool = False
+
+
+@dataclass
+class DictKey:
+    key: str
+
+
+@dataclass
+class QueuePut:
+    values: list[str]
+    partition: str = ""
+
+
+@dataclass
+class VolumeCommit:
+    changes: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # path -> entry, or None: deleted
+
+
+@dataclass
+class VolumeCopy:
+    sources: list[str]
+    dest: str
+
+
+# -- encoding ---------------------------------------------------------------------------
+
+
+def encode(msg: Any) -> dict[str, Any]:
+    """A wire message as JSON-ready data."""
+    return dataclasses.asdict(msg)
+
+
+def decode(cls: type[T], data: Any) -> T:
+    """The message ``cls`` from its JSON form, nested messages rebuilt; fields it does not
+    know are dropped, so an older reader accepts a newer writer's messages."""
+    return typing.cast(T, _convert(cls, data))
+
+
+_hints: dict[type, dict[str, Any]] = {}
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = _hints.get(cls)
+    if hints is None:
+        names = {f.name for f in dataclasses.fields(cls)}
+        hints = _hints[cls] = {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+    return hints
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{tp.__name__} must be a JSON object, got {type(value).__name__}")
+        hints = _fields(tp)
+        return tp(**{k: _convert(hints[k], v) for k, v in value.items() if k in hints})
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_convert(item, v) for v in value] if _is_message(item) else list(value)
+    if origin is dict and isinstance(value, dict):
+        _key, item = typing.get_args(tp) or (Any, Any)
+        return {k: _convert(item, v) for k, v in value.items()} if _is_message(item) else dict(value)
+    return value
+
+
+def _is_message(tp: Any) -> bool:
+    if dataclasses.is_dataclass(tp):
+        return True
+    return any(_is_message(a) for a in typing.get_args(tp))
