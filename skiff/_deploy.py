@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._client import get_client
 from ._runner import function_spec
 from .app import App
 from .cls import Cls
+from .functions import Function
 from .protocol import payload as wire_payload
 from .protocol.wire import FunctionCreate, encode
 
 
-async def deploy_app(app: App, name: str | None = None, show_progress: bool = True) -> dict:
-    """Deploy ``app`` (under ``name``, default the app's own); returns the live AppInfo."""
+async def deploy_app(app: App, name: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+    """Deploy ``app`` (under ``name``, default the app's own); returns the live AppInfo, as JSON."""
     client = await get_client()
     app_name = name or app.name
     if not app_name:
@@ -20,7 +23,7 @@ async def deploy_app(app: App, name: str | None = None, show_progress: bool = Tr
         raise InvalidError("a deployed app needs a name: skiff.App('my-app') or `skiff deploy --name my-app`")
     info = await client.request("POST", "/apps", json={"name": app_name, "kind": "deployed"})
     app_id, version = info["app_id"], info["version"]
-    targets: list = [*app.registered_functions.values(), *app.registered_classes.values()]
+    targets: list[Function | Cls] = [*app.registered_functions.values(), *app.registered_classes.values()]
     for target in targets:
         spec = await function_spec(client, target, app_id, show_progress=show_progress)
         if isinstance(target, Cls):
@@ -29,4 +32,5 @@ async def deploy_app(app: App, name: str | None = None, show_progress: bool = Tr
             else:
                 spec.class_params = wire_payload.inline({})
         await client.request("POST", "/functions", json=encode(FunctionCreate(app_id=app_id, spec=spec, version=version)))
-    return await client.request("POST", f"/apps/{app_id}/deploy", json={"version": version})
+    live: dict[str, Any] = await client.request("POST", f"/apps/{app_id}/deploy", json={"version": version})
+    return live

@@ -8,6 +8,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 from .exception import ConnectionError
 from .protocol import config
@@ -15,11 +17,11 @@ from .protocol import config
 START_TIMEOUT = 30.0
 
 
-def pid_path():
+def pid_path() -> Path:
     return config.home() / "server.pid"
 
 
-def log_path():
+def log_path() -> Path:
     return config.home() / "server.log"
 
 
@@ -27,19 +29,21 @@ def is_healthy(url: str | None = None, timeout: float = 1.0) -> bool:
     url = (url or config.server_url()).rstrip("/") + "/v1/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status == 200
+            status: int = resp.status  # urlopen's answer is untyped (Any) in typeshed
+            return status == 200
     except (urllib.error.URLError, OSError):
         return False
 
 
-def health(url: str | None = None) -> dict:
+def health(url: str | None = None) -> dict[str, Any]:
     """The server's /v1/health answer (version, runtime, notes), or {} if it does not answer."""
     import json
 
     url = (url or config.server_url()).rstrip("/") + "/v1/health"
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
-            return json.loads(resp.read())
+            answer: dict[str, Any] = json.loads(resp.read())
+            return answer
     except (urllib.error.URLError, OSError, ValueError):
         return {}
 
@@ -48,7 +52,8 @@ def start_background(host: str = config.DEFAULT_HOST, port: int = config.DEFAULT
     """Start ``skiff server start --foreground`` detached; return its pid once healthy."""
     home = config.home()
     home.mkdir(parents=True, exist_ok=True)
-    log = open(log_path(), "ab")
+    log = os.fdopen(os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    os.chmod(log_path(), 0o600)  # the log may name secrets' keys, apps and endpoints
     proc = subprocess.Popen(
         [sys.executable, "-m", "skiff.cli", "server", "start", "--foreground", "--host", host, "--port", str(port)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=dict(os.environ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def module_of(fn: types.FunctionType) -> tuple[str, Path] | None:
+def module_of(fn: Callable[..., object]) -> tuple[str, Path] | None:
     """The importable name and file of the module defining ``fn``, or None when it has none
     (an interactive session, a notebook cell)."""
     module = sys.modules.get(fn.__module__)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .protocol.names import check_name
+
+if TYPE_CHECKING:
+    from ._client import Client
 
 
 class NamedObject:
@@ -20,7 +25,7 @@ class NamedObject:
     def __repr__(self) -> str:
         return f"<skiff.{type(self).__name__} {self.name!r}>"
 
-    async def _ensure(self) -> dict:
+    async def _ensure(self) -> dict[str, Any]:
         from ._client import get_client
 
         client = await get_client()
@@ -28,7 +33,7 @@ class NamedObject:
         self._resolved = True
         return result or {}
 
-    async def _client(self):
+    async def _client(self) -> Client:
         from ._client import get_client
 
         if not self._resolved:

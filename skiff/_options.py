@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .exception import InvalidError, NotSupportedError
 from .image import Image
 from .retries import Retries
+
+if TYPE_CHECKING:
+    from .schedule import Cron, Period
+    from .secret import Secret
+    from .volume import Volume
 
 MAX_TIMEOUT = 24 * 3600
 
@@ -60,12 +65,12 @@ class FunctionOptions:
     max_batch_size: int | None = None
     batch_wait_ms: int = 0
     gpu: str | None = None  # one spec; of a list, the server takes the first it can give
-    schedule: Any = None  # skiff.Cron | skiff.Period
-    web: dict | None = None  # from the web decorators
-    secrets: list = field(default_factory=list)  # skiff.Secret
-    volumes: dict = field(default_factory=dict)  # mount path -> skiff.Volume
+    schedule: Cron | Period | None = None
+    web: dict[str, Any] | None = None  # from the web decorators
+    secrets: list[Secret] = field(default_factory=list)
+    volumes: dict[str, Volume] = field(default_factory=dict)  # mount path -> volume
 
-    def with_marks(self, marks: dict) -> FunctionOptions:
+    def with_marks(self, marks: dict[str, Any]) -> FunctionOptions:
         """These options plus what ``@skiff.concurrent`` / ``@skiff.batched`` said."""
         from dataclasses import replace
 
@@ -81,6 +86,10 @@ class FunctionOptions:
         )
 
 
+@overload
+def _int(name: str, value: Any, *, minimum: int, allow_none: Literal[False] = False) -> int: ...
+@overload
+def _int(name: str, value: Any, *, minimum: int, allow_none: bool) -> int | None: ...
 def _int(name: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -147,11 +156,11 @@ def build_options(given: dict[str, Any]) -> FunctionOptions:
     if "retries" in given:
         opts.retries = Retries.coerce(given.pop("retries"))
     if "min_containers" in given:
-        opts.min_containers = _int("min_containers", given.pop("min_containers"), minimum=0)  # type: ignore[assignment]
+        opts.min_containers = _int("min_containers", given.pop("min_containers"), minimum=0)
     if "max_containers" in given:
         opts.max_containers = _int("max_containers", given.pop("max_containers"), minimum=1)
     if "buffer_containers" in given:
-        opts.buffer_containers = _int("buffer_containers", given.pop("buffer_containers"), minimum=0)  # type: ignore[assignment]
+        opts.buffer_containers = _int("buffer_containers", given.pop("buffer_containers"), minimum=0)
     if "scaledown_window" in given:
         opts.scaledown_window = _seconds("scaledown_window", given.pop("scaledown_window"), maximum=MAX_TIMEOUT)
     if "max_inputs" in given:

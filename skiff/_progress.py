@@ -52,7 +52,7 @@ class BuildProgress:
             parts += [Text("    " + line[:200], style="dim") for line in self.tail]
         return Group(*parts)
 
-    def event(self, ev: dict) -> None:
+    def event(self, ev: dict[str, Any]) -> None:
         kind = ev["type"]
         if kind == "cached":
             self._line(f"✓ step {ev['index'] + 1}/{self.total} {ev['description']} (cached)")

@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import _mount
 from ._client import Client, get_client
@@ -70,9 +70,10 @@ async def build_image(client: Client, image: Image, *, show_progress: bool = Tru
     await _upload_files(client, list(image._local_files))
     steps = image.to_wire()
     status = await client.request("POST", "/images", json={"steps": steps})
+    image_id: str = status["image_id"]
     if status["status"] == "ready":
-        return status["image_id"]
-    image_id, after = status["image_id"], 0
+        return image_id
+    after = 0
     progress = BuildProgress(image_id, len(steps)) if show_progress else None
     with progress or contextlib.nullcontext():
         while True:
@@ -117,9 +118,9 @@ async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_pr
             name = f"__inline-{app_id}-{fn.tag}-{i}"
             await client.request("POST", "/secrets", json={"name": name, "values": secret._values, "overwrite": True})
         spec.secrets.append(SecretRef(name=name, required_keys=secret.required_keys))
-    for path, vol in opts.volumes.items():
+    for mount_path, vol in opts.volumes.items():
         await vol._ensure()
-        spec.volumes.append(VolumeRef(name=vol.name, mount_path=path))
+        spec.volumes.append(VolumeRef(name=vol.name, mount_path=mount_path))
     if opts.image is not None:
         await build_image(client, opts.image, show_progress=show_progress)
         spec.image = opts.image.to_wire()
@@ -168,7 +169,7 @@ class LogPrinter:
         self.out = out or sys.stdout
         self.color = self.out.isatty() and "NO_COLOR" not in os.environ
 
-    def print(self, entry: dict) -> None:
+    def print(self, entry: dict[str, Any]) -> None:
         tag = f"[{entry['function']}]"
         if self.color:
             tag = f"\x1b[2m{tag}\x1b[0m"
@@ -185,7 +186,7 @@ class RunningApp:
         self.show_progress = (show_logs if show_progress is None else show_progress) and not no_progress
         self.app_id: str | None = None
         self.client: Client | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._log_after = 0
         self._printer = LogPrinter()
 
@@ -193,7 +194,7 @@ class RunningApp:
         self.client = client = await get_client()
         runtime = await _check_server(client)
         self.app._running = self
-        targets = [*self.app.registered_functions.values(), *self.app.registered_classes.values()]
+        targets: list[Function | Cls] = [*self.app.registered_functions.values(), *self.app.registered_classes.values()]
         if runtime == "oci" and any(t.options.image is None for t in targets):
             # Functions without image= run in the default image: show its first build too.
             await build_image(client, Image.debian_slim(), show_progress=self.show_logs)
@@ -213,13 +214,15 @@ class RunningApp:
         if self.show_logs:
             self._tasks.append(asyncio.create_task(self._stream_logs(), name="skiff-logs"))
 
-    async def info(self) -> dict:
+    async def info(self) -> dict[str, Any]:
+        """The app's AppInfo, as JSON."""
         assert self.client is not None
-        return (await self.client.request("GET", f"/apps/{self.app_id}"))[0]
+        infos: list[dict[str, Any]] = await self.client.request("GET", f"/apps/{self.app_id}")
+        return infos[0]
 
-    async def register_class_variant(self, cls: Cls, params: dict) -> str:
+    async def register_class_variant(self, cls: Cls, params: dict[str, Any]) -> str:
         """Create the server function for one parameterization of a class."""
-        assert self.client is not None
+        assert self.client is not None and self.app_id is not None
         spec = await function_spec(self.client, cls, self.app_id, show_progress=self.show_logs)
         spec.class_params = wire_payload.inline(params)
         if params:

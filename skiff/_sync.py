@@ -13,7 +13,7 @@ import asyncio
 import functools
 import inspect
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -53,8 +53,8 @@ def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
         raise
 
 
-def iterate_sync(agen: AsyncIterator[Any]) -> Iterator[Any]:
-    """Drive an async iterator on the SDK loop, yielding its items to blocking code."""
+def iterate_sync(agen: AsyncGenerator[Any, Any]) -> Iterator[Any]:
+    """Drive an async generator on the SDK loop, yielding its items to blocking code."""
     try:
         while True:
             try:
@@ -106,6 +106,7 @@ class dual:
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self._fn = fn
+        # typeshed's update_wrapper wants a callable wrapper; this is a descriptor.
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
@@ -119,6 +120,7 @@ class dual_classmethod:
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self._fn = fn
+        # typeshed's update_wrapper wants a callable wrapper; this is a descriptor.
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:

@@ -40,10 +40,10 @@ import os
 import socket
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .exception import InvalidError
 from .protocol.volumes import (
@@ -65,7 +65,11 @@ from .protocol.volumes import (
     unpack_blobs,
 )
 
+if TYPE_CHECKING:
+    from ._client import Client
+
 OnBytes = Callable[[int], Any] | None
+_Item = TypeVar("_Item", bound=tuple[Any, ...])
 
 
 # -- moving blocks -------------------------------------------------------------------------
@@ -88,7 +92,7 @@ class LocalChannel:
         self.lock = threading.Lock()
 
     @staticmethod
-    async def for_client(client: Any) -> LocalChannel | None:
+    async def for_client(client: Client) -> LocalChannel | None:
         """The client's channel, opened on first use; None where there is none."""
         channel = getattr(client, "_volume_channel", None)
         if channel is not None:
@@ -122,11 +126,11 @@ class LocalChannel:
     def close(self) -> None:
         self.sock.close()
 
-    def _call(self, message: dict, fds: list[int] = ()) -> tuple[dict, list[int]]:  # type: ignore[assignment]
+    def _call(self, message: dict[str, Any], fds: Sequence[int] = ()) -> tuple[dict[str, Any], list[int]]:
         send_message(self.sock, {**message, "token": self.token}, fds)
         return self._reply()
 
-    def _reply(self) -> tuple[dict, list[int]]:
+    def _reply(self) -> tuple[dict[str, Any], list[int]]:
         reply, fds = recv_message(self.sock)
         if "error" in reply:
             for fd in fds:
@@ -134,7 +138,7 @@ class LocalChannel:
             raise InvalidError(reply["error"])
         return reply, fds
 
-    def store_file(self, path: Path, on_bytes: OnBytes = None) -> dict:
+    def store_file(self, path: Path, on_bytes: OnBytes = None) -> dict[str, Any]:
         """Have the server store the file's blocks (blocking); returns its manifest entry."""
         with self.lock, open(path, "rb") as f:
             mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
@@ -148,6 +152,10 @@ class LocalChannel:
 
     def copy_out(self, jobs: list[tuple[int, int, str, int]], on_bytes: OnBytes = None) -> None:
         """Copy blobs into open files (blocking): each job is (fd, offset, blob id, length)."""
+
+        def copy(args: tuple[int, int, int, int]) -> None:  # (src, dst, offset, length)
+            _copy_range(*args, on_bytes)
+
         with self.lock:
             for i in range(0, len(jobs), MAX_FDS):
                 part = jobs[i:i + MAX_FDS]
@@ -156,8 +164,8 @@ class LocalChannel:
                     for (_fd, _off, blob_id, length), size in zip(part, reply["sizes"], strict=True):
                         if size != length:
                             raise InvalidError(f"blob {blob_id} has {size} bytes, not the {length} its manifest says")
-                    list(block_pool().map(lambda args: _copy_range(*args, on_bytes),
-                                          [(src, job[0], job[1], job[3]) for src, job in zip(fds, part, strict=True)]))
+                    list(block_pool().map(copy, [(src, job[0], job[1], job[3])
+                                                 for src, job in zip(fds, part, strict=True)]))
                 finally:
                     for fd in fds:
                         os.close(fd)
@@ -174,7 +182,7 @@ def _copy_range(src: int, dst: int, offset: int, length: int, on_bytes: OnBytes)
             on_bytes(n)
 
 
-async def upload_files(client: Any, files: list[tuple[Path, dict]], on_bytes: OnBytes = None) -> None:
+async def upload_files(client: Client, files: list[tuple[Path, dict[str, Any]]], on_bytes: OnBytes = None) -> None:
     """Send the server the blocks of these (path, manifest entry) files that it lacks.
 
     Small files go many to a request, the blocks of large ones in parallel; a block the
@@ -198,7 +206,7 @@ async def upload_files(client: Any, files: list[tuple[Path, dict]], on_bytes: On
                 large.append((blob_id, path, offset, length))
             missing.discard(blob_id)  # the same content twice is sent once
     for batch in _batches(small):
-        parts = await asyncio.to_thread(lambda b=batch: [p.read_bytes() for _, p, _ in b])
+        parts = await asyncio.to_thread(_read_files, batch)
         for (_blob_id, path, length), data in zip(batch, parts, strict=True):
             if len(data) != length:
                 raise InvalidError(f"{path} changed while it was being uploaded; upload it again")
@@ -215,12 +223,17 @@ async def upload_files(client: Any, files: list[tuple[Path, dict]], on_bytes: On
     await _all([send(*job) for job in large])
 
 
-def _send_block(client: Any, blob_id: str, path: Path, offset: int, length: int) -> None:
+def _read_files(batch: list[tuple[str, Path, int]]) -> list[bytes | memoryview]:  # the parts pack_blobs takes
+    """The content of a batch's (blob id, path, length) files, each read whole."""
+    return [p.read_bytes() for _, p, _ in batch]
+
+
+def _send_block(client: Client, blob_id: str, path: Path, offset: int, length: int) -> None:
     with open(path, "rb") as f:
         client.put_body(f"/volume-blobs/{blob_id}", read_block(f.fileno(), offset, length))
 
 
-def _fetch_block(client: Any, fd: int, offset: int, blob_id: str, length: int) -> None:
+def _fetch_block(client: Client, fd: int, offset: int, blob_id: str, length: int) -> None:
     got = client.fetch_into(f"/volume-blobs/{blob_id}", fd, offset, block_buffer())
     if got != length:
         raise InvalidError(f"blob {blob_id} has {got} bytes, not the {length} its manifest says")
@@ -238,9 +251,9 @@ async def _in_transfer_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_transfers, fn, *args)
 
 
-def _batches(items: list) -> list[list]:
+def _batches(items: list[_Item]) -> list[list[_Item]]:
     """Split (blob id, ..., length) items into groups of at most BATCH_BYTES / BATCH_BLOBS."""
-    out: list[list] = []
+    out: list[list[_Item]] = []
     held = 0
     for item in items:
         if not out or held + item[-1] > BATCH_BYTES or len(out[-1]) >= BATCH_BLOBS:
@@ -251,7 +264,7 @@ def _batches(items: list) -> list[list]:
     return out
 
 
-async def _all(coros: list) -> None:
+async def _all(coros: list[Coroutine[Any, Any, None]]) -> None:
     """Run coroutines together; the first failure cancels the rest and is raised."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
@@ -261,13 +274,13 @@ async def _all(coros: list) -> None:
             t.cancel()
 
 
-async def store_files(client: Any, paths: list[Path], on_bytes: OnBytes = None) -> list[dict]:
+async def store_files(client: Client, paths: list[Path], on_bytes: OnBytes = None) -> list[dict[str, Any]]:
     """Make sure the server holds these local files' content; their manifest entries.
 
     On the server's machine the local channel stores them without hashing here; elsewhere
     they are hashed here and only the blocks the server lacks are uploaded."""
     channel = await LocalChannel.for_client(client)
-    entries: dict[Path, dict] = {}
+    entries: dict[Path, dict[str, Any]] = {}
     if channel is not None:  # large files; small ones are cheaper many to an HTTP request
         for p in paths:
             if p not in entries and p.stat().st_size >= SMALL_FILE:
@@ -279,7 +292,7 @@ async def store_files(client: Any, paths: list[Path], on_bytes: OnBytes = None) 
     return [entries[p] for p in paths]
 
 
-async def download_files(client: Any, files: list[tuple[dict, Path]], on_bytes: OnBytes = None) -> None:
+async def download_files(client: Client, files: list[tuple[dict[str, Any], Path]], on_bytes: OnBytes = None) -> None:
     """Write each (manifest entry, local path) file's content to its path (created or
     truncated): through the local channel when there is one, else small files many to a
     request and the blocks of large files in parallel, each written at its offset."""

@@ -27,6 +27,7 @@ from .cls import Cls, wrap_class
 from .exception import InvalidError
 from .functions import Function
 from .protocol.lifecycle import marks
+from .protocol.names import check_name
 from .retries import Retries
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ class App:
     """
 
     def __init__(self, name: str | None = None) -> None:
-        if name is not None and (not isinstance(name, str) or not name or len(name) > 64):
-            raise InvalidError(f"App name must be a non-empty string of at most 64 characters, got {name!r}")
+        if name is not None:
+            check_name("app", name)  # the server's rule for every object's name
         self.name = name
         self.registered_functions: dict[str, Function] = {}
         self.registered_classes: dict[str, Cls] = {}
@@ -110,6 +111,11 @@ class App:
 
     def __repr__(self) -> str:
         return f"<skiff.App {self.name!r}>"
+
+    @property
+    def app_id(self) -> str | None:
+        """The server's id for this app while it runs (``None`` before)."""
+        return self._running.app_id if self._running is not None else None
 
     def function(
         self,

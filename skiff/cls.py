@@ -70,7 +70,7 @@ class MethodFunction(Function):
     def local(self, *args: Any, **kwargs: Any) -> Any:
         return getattr(self._obj._local_instance(), self._method)(*args, **kwargs)
 
-    def _args_payload(self, args: tuple, kwargs: dict) -> bytes:
+    def _args_payload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return ser.serialize_args(self.tag, args, kwargs, method=self._method)
 
     async def _resolve_id(self) -> str:
@@ -191,7 +191,7 @@ class _DeployedCls:
 
     def __init__(self, app_name: str, name: str) -> None:
         self.app_name, self.tag = app_name, name
-        self._info: dict | None = None
+        self._info: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<skiff.Cls {self.app_name}/{self.tag}>"
@@ -213,7 +213,8 @@ class _DeployedCls:
             if not self._info.get("is_class"):
                 raise InvalidError(f"{self.tag} is a function: use skiff.Function.from_name({self.app_name!r}, {self.tag!r})")
         if not self._info.get("is_template"):
-            return self._info["function_id"]
+            function_id: str = self._info["function_id"]
+            return function_id
         msg = VariantCreate(class_params=wire_payload.inline(params))
         found = await client.request("POST", f"/functions/{self._info['function_id']}/variants", json=encode(msg))
         return str(decode(FunctionCreated, found).function_id)
@@ -245,7 +246,7 @@ class _DeployedMethod(Function):
         super().__init__(missing, _NO_APP, FunctionOptions())
         self.tag, self._obj, self._method = f"{obj.cls.tag}.{name}", obj, name
 
-    def _args_payload(self, args: tuple, kwargs: dict) -> bytes:
+    def _args_payload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return ser.serialize_args(self.tag, args, kwargs, method=self._method)
 
     async def _resolve_id(self) -> str:

@@ -43,10 +43,11 @@ class Dict(NamedObject):
         client = await self._client()
         item = [ser.b64(ser.serialize(key)), ser.b64(ser.serialize(value))]
         res = await client.request("POST", f"/dicts/{self.name}/put", json={"items": [item], "skip_if_exists": skip_if_exists})
-        return res["written"] == 1
+        written: int = res["written"]
+        return written == 1
 
     @dual
-    async def update(self, other: dict | None = None, /, **kwargs: Any) -> None:
+    async def update(self, other: dict[Any, Any] | None = None, /, **kwargs: Any) -> None:
         items = {**(other or {}), **kwargs}
         client = await self._client()
         body = [[ser.b64(ser.serialize(k)), ser.b64(ser.serialize(v))] for k, v in items.items()]
@@ -66,12 +67,14 @@ class Dict(NamedObject):
     async def contains(self, key: Any) -> bool:
         client = await self._client()
         res = await client.request("POST", f"/dicts/{self.name}/get", json={"key": ser.b64(ser.serialize(key))})
-        return res["found"]
+        found: bool = res["found"]
+        return found
 
     @dual
     async def len(self) -> int:
         client = await self._client()
-        return (await client.request("GET", f"/dicts/{self.name}/len"))["len"]
+        n: int = (await client.request("GET", f"/dicts/{self.name}/len"))["len"]
+        return n
 
     @dual
     async def clear(self) -> None:
@@ -110,8 +113,11 @@ class Dict(NamedObject):
     def __delitem__(self, key: Any) -> None:
         self.pop(key)
 
+    # A dual method's blocking form is untyped (Any) to mypy, hence the typed locals.
     def __contains__(self, key: Any) -> bool:
-        return self.contains(key)
+        found: bool = self.contains(key)
+        return found
 
     def __len__(self) -> int:
-        return self.len()
+        n: int = self.len()
+        return n

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._options import FunctionOptions
 from ._progress import MapProgress
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from .app import App
 
 __all__ = ["Function", "FunctionCall"]
+
+_T = TypeVar("_T")
 
 MAP_BATCH = 500  # inputs per upload request
 MAP_OUTSTANDING = 1000  # inputs sent but not yet answered, at most
@@ -98,7 +100,7 @@ async def _send_inputs(client: Client, call_id: str | None, function_id: str, ki
 
 def _common_length(iterables: Iterable[Any]) -> int | None:
     """How many inputs a map will have, when every iterable knows its length."""
-    lengths = [len(it) for it in iterables if hasattr(it, "__len__")]  # type: ignore[arg-type]
+    lengths = [len(it) for it in iterables if hasattr(it, "__len__")]
     if not lengths or len(lengths) != len(list(iterables)):
         return None
     return min(lengths)
@@ -143,7 +145,7 @@ class Function:
         """The server-side function to call (a class method resolves its instance's)."""
         return self._function_id()
 
-    def _args_payload(self, args: tuple, kwargs: dict) -> bytes:
+    def _args_payload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return ser.serialize_args(self.tag, args, kwargs)
 
     def _function_id(self) -> str:
@@ -158,7 +160,7 @@ class Function:
         client = await _client()
         return client, await _send_inputs(client, None, await self._resolve_id(), kind, inputs, complete)
 
-    async def _one_input(self, args: tuple, kwargs: dict) -> InputItem:
+    async def _one_input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> InputItem:
         data = self._args_payload(args, kwargs)
         client = await _client()
         return InputItem(idx=0, args=await encode_payload(client, data))
@@ -181,7 +183,8 @@ class Function:
         """The URL a web function answers at, or None for other functions."""
         client = await _client()
         info = await client.request("GET", f"/functions/{await self._resolve_id()}")
-        return info.get("web_url")
+        url: str | None = info.get("web_url")
+        return url
 
     # -- the function's containers ------------------------------------------------------
 
@@ -266,7 +269,7 @@ class Function:
     async def map(
         self,
         *input_iterators: Iterable[Any],
-        kwargs: dict | None = None,
+        kwargs: dict[str, Any] | None = None,
         order_outputs: bool = True,
         return_exceptions: bool = False,
     ) -> AsyncIterator[Any]:
@@ -285,9 +288,9 @@ class Function:
     @dual
     async def starmap(
         self,
-        input_iterator: Iterable[tuple],
+        input_iterator: Iterable[tuple[Any, ...]],
         *,
-        kwargs: dict | None = None,
+        kwargs: dict[str, Any] | None = None,
         order_outputs: bool = True,
         return_exceptions: bool = False,
     ) -> AsyncIterator[Any]:
@@ -297,7 +300,7 @@ class Function:
             yield value
 
     @dual
-    async def for_each(self, *input_iterators: Iterable[Any], kwargs: dict | None = None,
+    async def for_each(self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None,
                        ignore_exceptions: bool = False) -> None:
         """Run the function over every input for its side effects, discarding results."""
         total = _common_length(input_iterators)
@@ -305,7 +308,7 @@ class Function:
             pass
 
     @dual
-    async def spawn_map(self, *input_iterators: Iterable[Any], kwargs: dict | None = None) -> FunctionCall:
+    async def spawn_map(self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None) -> FunctionCall:
         """Start the function over every input and return at once, without waiting for
         results; ``.get(index=i)`` on the returned call collects one later."""
         if self.is_generator:
@@ -330,7 +333,7 @@ class Function:
         assert call_id is not None
         return FunctionCall(call_id, fid, num_inputs=idx)
 
-    async def _map(self, arg_tuples: Iterable[tuple], kwargs: dict, order_outputs: bool,
+    async def _map(self, arg_tuples: Iterable[tuple[Any, ...]], kwargs: dict[str, Any], order_outputs: bool,
                    return_exceptions: bool, total_hint: int | None = None) -> AsyncIterator[Any]:
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator; .map() needs a function that returns")
@@ -364,14 +367,15 @@ class Function:
             assert call_id is not None
             return await _outputs(client, call_id, after, _POLL)
 
-        async def first_of(aw: Any) -> Any:
+        async def first_of(aw: Awaitable[_T]) -> _T:
             """Await ``aw``, but fail fast if the sender failed meanwhile."""
             task = asyncio.ensure_future(aw)
             if not sender.done():
                 await asyncio.wait([task, sender], return_when=asyncio.FIRST_COMPLETED)
-            if sender.done() and sender.exception() is not None:
+            failure = sender.exception() if sender.done() else None
+            if failure is not None:
                 task.cancel()
-                raise sender.exception()  # type: ignore[misc]
+                raise failure
             return await task
 
         sender = asyncio.create_task(send())
@@ -431,7 +435,7 @@ class FunctionCall:
         return self._num_inputs
 
     @dual_classmethod
-    async def from_id(cls, function_call_id: str) -> FunctionCall:
+    async def from_id(cls: type[FunctionCall], function_call_id: str) -> FunctionCall:
         """A handle on an existing call, e.g. one spawned by another process."""
         client = await _client()
         await client.request("GET", f"/calls/{function_call_id}/outputs", params={"after": 0, "timeout": 0})
@@ -479,7 +483,8 @@ class FunctionCall:
         async def _all() -> list[Any]:
             return list(await asyncio.gather(*(c._get(None) for c in calls)))
 
-        return run_sync(_all())
+        results: list[Any] = run_sync(_all())
+        return results
 
 
 class _DeployedFunction(Function):

@@ -51,7 +51,7 @@ class LocalMount:
 class Image:
     """A container image: a base plus build steps, built and cached by the server."""
 
-    steps: tuple[dict, ...] = ()
+    steps: tuple[dict[str, Any], ...] = ()
     mounts: tuple[LocalMount, ...] = ()
     force_build: bool = False
     _local_files: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # (sha256, path) to upload
@@ -77,7 +77,7 @@ class Image:
 
     # -- build steps ---------------------------------------------------------------------
 
-    def _with(self, step: dict, force_build: bool = False, files: Sequence[tuple[str, str]] = ()) -> Image:
+    def _with(self, step: dict[str, Any], force_build: bool = False, files: Sequence[tuple[str, str]] = ()) -> Image:
         step = dict(step, force=bool(force_build or _env_force()))
         return Image(
             steps=self.steps + (step,), mounts=self.mounts, force_build=self.force_build or force_build,
@@ -209,7 +209,7 @@ class Image:
             if os.environ.get("SKIFF_IS_CONTAINER") == "1":
                 raise
 
-    def to_wire(self) -> list[dict]:
+    def to_wire(self) -> list[dict[str, Any]]:
         if not self.steps or self.steps[0]["kind"] != "debian_slim":
             raise InvalidError("an Image must start from a base, e.g. skiff.Image.debian_slim()")
         steps = [dict(s) for s in self.steps]
@@ -233,7 +233,7 @@ def _flatten(method: str, items: Sequence[str | list[str]]) -> list[str]:
     return out
 
 
-def _pip_kwargs(kwargs: dict) -> dict:
+def _pip_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     allowed = {"index_url", "extra_index_url", "pre", "extra_options"}
     unknown = set(kwargs) - allowed
     if unknown:

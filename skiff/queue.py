@@ -78,7 +78,8 @@ class Queue(NamedObject):
     async def len(self, *, partition: str | None = None, total: bool = False) -> int:
         client = await self._client()
         params = {} if total else {"partition": partition or ""}
-        return (await client.request("GET", f"/queues/{self.name}/len", params=params))["len"]
+        n: int = (await client.request("GET", f"/queues/{self.name}/len", params=params))["len"]
+        return n
 
     @dual
     async def clear(self, *, partition: str | None = None, all: bool = False) -> None:  # noqa: A002 - Modal's name
@@ -112,7 +113,8 @@ class Queue(NamedObject):
                     return
 
     def __len__(self) -> int:
-        return self.len()
+        n: int = self.len()  # a dual method's blocking form is untyped (Any) to mypy
+        return n
 
 
 async def _sleep(seconds: float) -> None:

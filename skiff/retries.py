@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .exception import InvalidError
 
@@ -75,7 +76,7 @@ class Retries:
             f"retries= must be an int or skiff.Retries(...), got {type(value).__name__} {value!r}"
         )
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, float]:
         return {
             "max_retries": self.max_retries,
             "backoff_coefficient": self.backoff_coefficient,
@@ -84,7 +85,7 @@ class Retries:
         }
 
     @classmethod
-    def from_wire(cls, data: dict | None) -> Retries | None:
+    def from_wire(cls, data: dict[str, Any] | None) -> Retries | None:
         if data is None:
             return None
         fields = {"max_retries", "backoff_coefficient", "initial_delay", "max_delay"}

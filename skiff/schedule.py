@@ -14,6 +14,7 @@ was down runs once when it comes back (not once per missed slot).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import _cron
@@ -41,7 +42,7 @@ class Cron:
         local = dt.datetime.fromtimestamp(ts, self._zone)
         return self._spec.next_after(local).timestamp()
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, str]:
         return {"cron": self.cron_string, "timezone": self.timezone}
 
 
@@ -62,11 +63,11 @@ class Period:
     def next_after(self, ts: float) -> float:
         return ts + self.seconds
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> dict[str, float]:
         return {"period": self.seconds}
 
 
-def from_wire(data: dict) -> Cron | Period:
+def from_wire(data: dict[str, Any]) -> Cron | Period:
     if "cron" in data:
         return Cron(data["cron"], data.get("timezone", "UTC"))
     return Period(seconds=data["period"])

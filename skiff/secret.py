@@ -40,7 +40,7 @@ class Secret:
         return Secret(name=name, required_keys=required_keys)
 
     @staticmethod
-    def from_dict(env_dict: dict[str, str | None]) -> Secret:
+    def from_dict(env_dict: dict[str, str] | dict[str, str | None]) -> Secret:
         """A secret made from a dict here; ``None`` values are left out."""
         if not isinstance(env_dict, dict):
             raise InvalidError(f"Secret.from_dict() takes a dict of str to str, got {type(env_dict).__name__}")

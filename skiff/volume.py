@@ -26,12 +26,16 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._object import NamedObject
 from ._sync import dual, run_sync
-from ._volume_transfer import download_files, entry_blocks, file_entry, store_files, upload_files
+from ._volume_transfer import download_files, store_files, upload_files
 from .exception import InvalidError
+from .protocol.volumes import entry_blocks, file_entry
+
+if TYPE_CHECKING:
+    from ._client import Client
 
 __all__ = ["Volume", "FileEntry"]
 
@@ -49,7 +53,7 @@ class _Mounted:
     def __init__(self, path: str, version: int, since: float) -> None:
         self.path = Path(path)
         self.version = version
-        self.manifest: dict[str, dict] | None = None
+        self.manifest: dict[str, dict[str, Any]] | None = None
         self.since = since  # files modified before this are the version's own
 
 
@@ -74,7 +78,7 @@ class Volume(NamedObject):
 
     # -- in a container -----------------------------------------------------------------
 
-    async def _base_manifest(self, client: Any, mount: _Mounted) -> dict[str, dict]:
+    async def _base_manifest(self, client: Client, mount: _Mounted) -> dict[str, dict[str, Any]]:
         if mount.manifest is None:
             res = await client.request("GET", f"/volumes/{self.name}/manifest", params={"version": mount.version})
             mount.manifest = res["manifest"]
@@ -213,12 +217,13 @@ class _BatchUpload:
         entries = await store_files(client, [self._files[r] for r in remotes])
         changes = dict(zip(remotes, entries, strict=True))
         res = await client.request("POST", f"/volumes/{self.volume.name}/commit", json={"changes": changes})
-        return res["version"]
+        version: int = res["version"]
+        return version
 
 
-def _scan_changes(mount: _Mounted, base: dict[str, dict]) -> dict[str, dict | None]:
+def _scan_changes(mount: _Mounted, base: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
     """What differs between the mounted directory and the version it started from."""
-    changes: dict[str, dict | None] = {}
+    changes: dict[str, dict[str, Any] | None] = {}
     seen: set[str] = set()
     for root, _dirs, files in os.walk(mount.path):
         for name in files:

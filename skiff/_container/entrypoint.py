@@ -56,7 +56,9 @@ class _Cancellation:
     def cancel(self, input_ids: list[str]) -> None:
         self.cancelled.update(input_ids)
         if self.current in self.cancelled:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # type: ignore[arg-type]
+            main = threading.main_thread().ident
+            if main is not None:  # always: the main thread is running, so it has an ident
+                signal.pthread_kill(main, signal.SIGUSR1)
 
 
 class Container:
@@ -96,7 +98,7 @@ class Container:
     def _failure(self, input_id: str, exc: BaseException, status: str = "failure") -> ContainerOutput:
         return ContainerOutput(input_id=input_id, status=status, **wire_payload.failure_fields(exc))
 
-    def _args(self, inp: ContainerInput) -> tuple[tuple, dict, str | None]:
+    def _args(self, inp: ContainerInput) -> tuple[tuple[Any, ...], dict[str, Any], str | None]:
         loaded = self._load(inp.args)
         args, kwargs = loaded[0], loaded[1]
         return tuple(args), dict(kwargs), (loaded[2] if len(loaded) > 2 else None)
@@ -118,6 +120,7 @@ class Container:
             for hook in lifecycle_methods(user_cls, "enter"):
                 self._call(getattr(instance, hook), (), {})
             self.exit_hooks = [getattr(instance, h) for h in lifecycle_methods(user_cls, "exit")]
+            # A class's inputs always name their method (resolve takes None only for functions).
             self.resolve = lambda method: getattr(instance, method)  # type: ignore[arg-type]
         else:
             fn = obj.get_raw_f() if hasattr(obj, "get_raw_f") else obj
@@ -127,7 +130,7 @@ class Container:
 
             self.web = WebHandler(self.resolve(None), spec.web, self._call, spec.max_concurrent_inputs or 1)
 
-    def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call sync or async user code from a plain thread."""
         result = fn(*args, **kwargs)
         if inspect.iscoroutine(result):
@@ -174,7 +177,7 @@ class Container:
             if on_main:
                 self.cancellation.current = None
 
-    def _run_generator(self, fn: Any, input_id: str, args: tuple, kwargs: dict,
+    def _run_generator(self, fn: Any, input_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                        client: ContainerClient) -> list[ContainerOutput]:
         index = 0
         for item in fn(*args, **kwargs):

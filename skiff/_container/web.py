@@ -39,7 +39,8 @@ def _head(status: int, headers: list[tuple[str, str]]) -> bytes:
 
 
 class WebHandler:
-    def __init__(self, fn: Callable[..., Any], web: dict, call: Callable[..., Any], max_inputs: int = 1) -> None:
+    def __init__(self, fn: Callable[..., Any], web: dict[str, Any], call: Callable[..., Any],
+                 max_inputs: int = 1) -> None:
         self.kind = web["type"]
         self._max_inputs = max(1, max_inputs)
         if self.kind == "fastapi":
@@ -128,10 +129,10 @@ class WebHandler:
         finally:
             writer.close()
 
-    async def _one(self, handler: Callable[..., Any], request: dict, reader: asyncio.StreamReader,
+    async def _one(self, handler: Callable[..., Any], request: dict[str, Any], reader: asyncio.StreamReader,
                    writer: asyncio.StreamWriter) -> None:
         self._active += 1
-        state = {"ended": False}  # set once the response's last frame is written
+        state: dict[str, bool] = {"ended": False}  # set once the response's last frame is written
         try:
             async with self._slots:
                 try:
@@ -149,8 +150,8 @@ class WebHandler:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _http(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    state: dict) -> None:
+    async def _http(self, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    state: dict[str, bool]) -> None:
         if self.kind in ("fastapi", "asgi"):
             await self._asgi(request, writer, state)
             return
@@ -167,7 +168,7 @@ class WebHandler:
             writer.write(frame(LAST))
             state["ended"] = True
 
-    async def _asgi(self, request: dict, writer: asyncio.StreamWriter, state: dict) -> None:
+    async def _asgi(self, request: dict[str, Any], writer: asyncio.StreamWriter, state: dict[str, bool]) -> None:
         path, query = request["path"], request["query_string"]
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request["method"],
@@ -177,10 +178,10 @@ class WebHandler:
             "client": tuple(request.get("client") or ("", 0)), "server": ("skiff", 80),
         }
         body: bytes | None = request["body"]
-        head: dict | None = None
+        head: dict[str, Any] | None = None
         started = False
 
-        async def receive() -> dict:
+        async def receive() -> dict[str, Any]:
             nonlocal body
             if body is not None:
                 msg, body = {"type": "http.request", "body": body, "more_body": False}, None
@@ -188,7 +189,7 @@ class WebHandler:
             await asyncio.Event().wait()  # nothing more comes: the gateway sent the whole body
             return {"type": "http.disconnect"}
 
-        async def send(msg: dict) -> None:
+        async def send(msg: dict[str, Any]) -> None:
             nonlocal head, started
             if msg["type"] == "http.response.start":
                 head = {"status": msg["status"],
@@ -227,13 +228,13 @@ class WebHandler:
 
     async def _lifespan_startup(self) -> None:
         started = asyncio.Event()
-        self._lifespan_messages: asyncio.Queue = asyncio.Queue()
+        self._lifespan_messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         await self._lifespan_messages.put({"type": "lifespan.startup"})
 
-        async def receive() -> dict:
+        async def receive() -> dict[str, Any]:
             return await self._lifespan_messages.get()
 
-        async def send(msg: dict) -> None:
+        async def send(msg: dict[str, Any]) -> None:
             if msg["type"] in ("lifespan.startup.complete", "lifespan.startup.failed"):
                 started.set()
 
@@ -250,8 +251,8 @@ class WebHandler:
 
     # -- websockets ------------------------------------------------------------------------
 
-    async def _websocket(self, request: dict, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         state: dict) -> None:
+    async def _websocket(self, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         state: dict[str, bool]) -> None:
         """A websocket session: the client's messages arrive as WS frames, the app's go
         back as WS frames, and END closes the session."""
         if self.kind not in ("fastapi", "asgi"):
@@ -266,7 +267,7 @@ class WebHandler:
         }
         connected = False
 
-        async def receive() -> dict:
+        async def receive() -> dict[str, Any]:
             nonlocal connected
             if not connected:
                 connected = True
@@ -275,12 +276,12 @@ class WebHandler:
                 kind, payload = await read_frame(reader)
             except (asyncio.IncompleteReadError, ConnectionError):
                 return {"type": "websocket.disconnect", "code": 1006}
-            msg = json.loads(payload) if kind == WS else {"type": "websocket.disconnect", "code": 1000}
+            msg: dict[str, Any] = json.loads(payload) if kind == WS else {"type": "websocket.disconnect", "code": 1000}
             if "bytes_b64" in msg:
                 msg["bytes"] = base64.b64decode(msg.pop("bytes_b64"))
             return msg
 
-        async def send(msg: dict) -> None:
+        async def send(msg: dict[str, Any]) -> None:
             msg = dict(msg)
             if isinstance(msg.get("bytes"), bytes | bytearray):
                 msg["bytes_b64"] = base64.b64encode(msg.pop("bytes")).decode()
@@ -297,7 +298,7 @@ class WebHandler:
 
     # -- WSGI ------------------------------------------------------------------------------
 
-    def _wsgi(self, request: dict) -> Iterator[tuple[bytes, bool]]:
+    def _wsgi(self, request: dict[str, Any]) -> Iterator[tuple[bytes, bool]]:
         environ = {
             "REQUEST_METHOD": request["method"], "SCRIPT_NAME": "", "PATH_INFO": request["path"],
             "QUERY_STRING": request["query_string"], "SERVER_NAME": "skiff", "SERVER_PORT": "80",
@@ -313,7 +314,8 @@ class WebHandler:
                 environ["HTTP_" + name] = value
         started: list[Any] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], None]:
             started[:] = [int(status.split()[0]), headers]
             return lambda data: None
 
@@ -330,7 +332,7 @@ class WebHandler:
 
     # -- web_server ------------------------------------------------------------------------
 
-    def _proxy(self, request: dict) -> Iterator[tuple[bytes, bool]]:
+    def _proxy(self, request: dict[str, Any]) -> Iterator[tuple[bytes, bool]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         url = request["path"] + ("?" + request["query_string"] if request["query_string"] else "")
         headers = {k: v for k, v in request["headers"] if k.lower() not in ("host", "content-length")}
@@ -365,7 +367,7 @@ def _inline(fn: Callable[..., Any]) -> Callable[..., Any]:
     async def endpoint(*args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
-    endpoint.__signature__ = signature  # type: ignore[attr-defined]
+    endpoint.__signature__ = signature  # type: ignore[attr-defined]  # inspect reads it; typeshed's functions lack it
     return endpoint
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from .._sync import run_sync
 from ..exception import Error
 
+_T = TypeVar("_T")
 
-def call(coro: Coroutine[Any, Any, Any]) -> Any:
+
+def call(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run an SDK coroutine; skiff's errors print as one clear line, not a traceback."""
     try:
-        return run_sync(coro)
+        result: _T = run_sync(coro)
+        return result
     except Error as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import click
 
@@ -12,9 +13,11 @@ from .._runner import LogPrinter
 from ._common import call, table
 
 
-async def _newest_app(name_or_id: str) -> dict:
+async def _newest_app(name_or_id: str) -> dict[str, Any]:
+    """The AppInfo, as JSON, of the newest app with this name (or of the app with this id)."""
     client = await get_client()
-    return (await client.request("GET", f"/apps/{name_or_id}"))[0]
+    infos: list[dict[str, Any]] = await client.request("GET", f"/apps/{name_or_id}")
+    return infos[0]
 
 
 @click.group("app")
@@ -25,8 +28,9 @@ def app_group() -> None:
 @app_group.command("list")
 def list_apps() -> None:
     """Show apps, newest first, with their state."""
-    async def fetch():
-        return await (await get_client()).request("GET", "/apps")
+    async def fetch() -> list[dict[str, Any]]:
+        apps: list[dict[str, Any]] = await (await get_client()).request("GET", "/apps")
+        return apps
 
     rows = []
     for a in call(fetch()):
@@ -76,8 +80,9 @@ def stop(app: str) -> None:
 
     async def do() -> str:
         info = await _newest_app(app)
-        await (await get_client()).request("POST", f"/apps/{info['app_id']}/stop")
-        return info["app_id"]
+        app_id: str = info["app_id"]
+        await (await get_client()).request("POST", f"/apps/{app_id}/stop")
+        return app_id
 
     click.echo(f"stopped {call(do())}")
 
@@ -87,8 +92,9 @@ def stop(app: str) -> None:
 def history(app: str) -> None:
     """List a deployed app's versions, and its recent scheduled runs."""
 
-    async def fetch() -> dict:
-        return await (await get_client()).request("GET", f"/deployed/{app}/history")
+    async def fetch() -> dict[str, Any]:
+        h: dict[str, Any] = await (await get_client()).request("GET", f"/deployed/{app}/history")
+        return h
 
     h = call(fetch())
     table(f"{h['name']} versions", ["Version", "Deployed", "Functions", "Live"],
@@ -109,9 +115,10 @@ def rollback(app: str, version: int | None) -> None:
     one); `skiff app history APP` lists them.
     """
 
-    async def do() -> dict:
+    async def do() -> dict[str, Any]:
         params = {"version": version} if version is not None else None
-        return await (await get_client()).request("POST", f"/deployed/{app}/rollback", params=params)
+        info: dict[str, Any] = await (await get_client()).request("POST", f"/deployed/{app}/rollback", params=params)
+        return info
 
     info = call(do())
     click.echo(f"rolled {info['name']} back: version {info['version']} is live")

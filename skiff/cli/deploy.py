@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -52,8 +53,8 @@ def serve_command(file: str, interval: float) -> None:
 
     while True:
         before = snapshot()
-        for mod in [m for m, v in sys.modules.items() if getattr(v, "__file__", None) and
-                    str(Path(v.__file__).resolve()).startswith(str(watched))]:
+        for mod in [m for m, v in sys.modules.items() if (f := getattr(v, "__file__", None)) and
+                    str(Path(f).resolve()).startswith(str(watched))]:
             del sys.modules[mod]
         try:
             app = find_app(import_file(str(path)))
@@ -63,7 +64,8 @@ def serve_command(file: str, interval: float) -> None:
             continue
         try:
             with app.run() as running:
-                info = call(running._running.info())  # type: ignore[union-attr]
+                assert running._running is not None  # set while the app runs
+                info = call(running._running.info())
                 for label, url in sorted(info["urls"].items()):
                     click.echo(f"serving {label}: {url}")
                 if not info["urls"]:
@@ -78,7 +80,7 @@ def serve_command(file: str, interval: float) -> None:
             _wait_for_change(snapshot, before, interval)
 
 
-def _wait_for_change(snapshot, before: dict[str, float], interval: float) -> None:
+def _wait_for_change(snapshot: Callable[[], dict[str, float]], before: dict[str, float], interval: float) -> None:
     while snapshot() == before:
         time.sleep(interval)
 

@@ -69,7 +69,7 @@ _TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOO
 
 def signature_command(name: str, fn: Any, callback: Any) -> click.Command:
     """A click command whose options are ``fn``'s parameters (``--n 1000``)."""
-    params = []
+    params: list[click.Parameter] = []
     hints = inspect.signature(fn).parameters
     for p in hints.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .._client import get_client
@@ -49,8 +51,9 @@ def create(name: str, pairs: tuple[str, ...], dotenv: str | None, force: bool) -
 def list_secrets() -> None:
     """List secrets: their names and keys, never their values."""
 
-    async def fetch() -> list[dict]:
-        return (await (await get_client()).request("GET", "/secrets"))["secrets"]
+    async def fetch() -> list[dict[str, Any]]:
+        secrets: list[dict[str, Any]] = (await (await get_client()).request("GET", "/secrets"))["secrets"]
+        return secrets
 
     rows = [(s["name"], ", ".join(s["keys"]), _when(s["updated_at"])) for s in call(fetch())]
     table("skiff secrets", ["Name", "Keys", "Updated"], rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import click
 
@@ -23,8 +24,9 @@ def create() -> None:
     Modal-Secret work too).
     """
 
-    async def do() -> dict:
-        return await (await get_client()).request("POST", "/proxy-tokens")
+    async def do() -> dict[str, Any]:
+        token: dict[str, Any] = await (await get_client()).request("POST", "/proxy-tokens")
+        return token
 
     token = call(do())
     click.echo(f"Skiff-Key: {token['key']}\nSkiff-Secret: {token['secret']}")
@@ -35,8 +37,9 @@ def create() -> None:
 def list_tokens() -> None:
     """List proxy auth tokens: their keys, never their secrets."""
 
-    async def do() -> list[dict]:
-        return (await (await get_client()).request("GET", "/proxy-tokens"))["tokens"]
+    async def do() -> list[dict[str, Any]]:
+        tokens: list[dict[str, Any]] = (await (await get_client()).request("GET", "/proxy-tokens"))["tokens"]
+        return tokens
 
     rows = [(t["key"], dt.datetime.fromtimestamp(t["created_at"]).strftime("%Y-%m-%d %H:%M:%S")) for t in call(do())]
     table("proxy auth tokens", ["Key", "Created"], rows)

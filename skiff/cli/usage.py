@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from typing import Any
 
 import click
 
@@ -55,9 +56,11 @@ def usage_command(since: str, app_name: str | None) -> None:
     """
     start = parse_since(since)
 
-    async def fetch() -> list[dict]:
+    async def fetch() -> list[dict[str, Any]]:
         params = {"since": start} | ({"app": app_name} if app_name else {})
-        return (await (await get_client()).request("GET", "/usage", params=params))["functions"]
+        res = await (await get_client()).request("GET", "/usage", params=params)
+        functions: list[dict[str, Any]] = res["functions"]
+        return functions
 
     rows = call(fetch())
     if not rows:

@@ -8,7 +8,8 @@ bar on a terminal.
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ def create(name: str) -> None:
 def list_volumes() -> None:
     """List volumes with their version, file count and size."""
 
-    async def fetch() -> list[dict]:
-        return (await (await get_client()).request("GET", "/volumes"))["volumes"]
+    async def fetch() -> list[dict[str, Any]]:
+        volumes: list[dict[str, Any]] = (await (await get_client()).request("GET", "/volumes"))["volumes"]
+        return volumes
 
     table("skiff volumes", ["Name", "Version", "Files", "Size"],
           [(v["name"], v["version"], v["files"], _size(v["bytes"])) for v in call(fetch())])
@@ -85,7 +87,8 @@ def put(name: str, local_path: str, remote_path: str, force: bool) -> None:
             entries = await store_files(client, [targets[r] for r in remotes], on_bytes=bar.advance)
         changes = dict(zip(remotes, entries, strict=True))
         res = await client.request("POST", f"/volumes/{name}/commit", json={"changes": changes})
-        return res["version"]
+        version: int = res["version"]
+        return version
 
     version = call(do())
     click.echo(f"uploaded {len(targets)} file(s) to {name} (version {version})")
@@ -165,11 +168,11 @@ def delete(name: str, yes: bool) -> None:
     click.echo(f"deleted volume {name}")
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return str(n)
 
 
@@ -182,7 +185,7 @@ class _Bar:
             self.progress.update(self.task, advance=n)
 
 
-def _progress(label: str, total: int) -> Any:
+def _progress(label: str, total: int) -> AbstractContextManager[_Bar]:
     """A transfer progress bar on a terminal; a silent one elsewhere."""
     if not sys.stderr.isatty():
         return nullcontext(_Bar(None, None))
@@ -192,7 +195,7 @@ def _progress(label: str, total: int) -> Any:
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     @contextmanager
-    def bar():
+    def bar() -> Iterator[_Bar]:
         with Progress("[bold]" + label, BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                       console=Console(stderr=True), transient=True) as p:
             yield _Bar(p, p.add_task(label, total=total))

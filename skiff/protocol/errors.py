@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "ConflictError",
     "ConnectionError",
     "DeprecationError",
     "Error",
@@ -21,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "NotSupportedError",
     "OutputExpiredError",
+    "PermissionDeniedError",
     "RemoteError",
     "SerializationError",
     "TimeoutError",
@@ -55,6 +57,13 @@ class SerializationError(InvalidError):
     http_status = 400
 
 
+class ConflictError(InvalidError):
+    """The request clashes with the object's current state (Modal's name)."""
+
+    code = "conflict"
+    http_status = 409
+
+
 class NotFoundError(Error):
     """A named object (app, function, call, blob...) does not exist."""
 
@@ -67,6 +76,14 @@ class AuthError(Error):
 
     code = "unauthenticated"
     http_status = 401
+
+
+class PermissionDeniedError(Error):
+    """The token is valid, but may not do this: a container's token reaches only its
+    own function's work."""
+
+    code = "permission_denied"
+    http_status = 403
 
 
 class ConnectionError(Error):  # noqa: A001 - Modal's name

@@ -38,10 +38,10 @@ def class_parameters(user_cls: type) -> dict[str, Parameter]:
 
 def instantiate(user_cls: type, params: dict[str, Any]) -> Any:
     """Make an instance the way a container does: parameters set as attributes."""
-    instance = user_cls.__new__(user_cls)
+    instance: Any = object.__new__(user_cls)
     for name, p in class_parameters(user_cls).items():
         setattr(instance, name, params.get(name, p.default))
-    if not class_parameters(user_cls) and user_cls.__init__ is not object.__init__:  # type: ignore[misc]
+    if not class_parameters(user_cls) and user_cls.__init__ is not object.__init__:  # type: ignore[misc]  # comparing, not assigning
         instance.__init__()
     return instance
 

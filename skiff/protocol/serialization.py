@@ -15,14 +15,15 @@ from .errors import ExecutionError, RemoteError, SerializationError
 
 
 def serialize(obj: Any) -> bytes:
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 def deserialize(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-def serialize_args(fn_name: str, args: tuple, kwargs: dict, method: str | None = None) -> bytes:
+def serialize_args(fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], method: str | None = None) -> bytes:
     """Pickle a call's arguments, naming the one that cannot be pickled. A method call on
     an ``@app.cls`` instance carries the method's name too."""
     try:

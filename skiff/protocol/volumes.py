@@ -41,7 +41,7 @@ HELLO_TIMEOUT = 5.0  # seconds to reach the local channel before HTTP is used in
 OnBytes = Callable[[int], Any] | None
 
 
-def entry_blocks(entry: dict) -> list[str]:
+def entry_blocks(entry: dict[str, Any]) -> list[str]:
     """The blob ids of a manifest entry's content, in order. Entries committed before
     files were split into blocks name a single blob that holds the whole file."""
     blocks = entry.get("blocks")
@@ -103,7 +103,7 @@ def hash_blocks(path: Path) -> tuple[int, list[str]]:
         return size, list(block_pool().map(one, spans))
 
 
-def file_entry(path: Path) -> dict:
+def file_entry(path: Path) -> dict[str, Any]:
     """The manifest entry of a local file: its blocks, size and permission bits."""
     size, blocks = hash_blocks(path)
     return {"blocks": blocks, "size": size, "mode": stat.S_IMODE(path.stat().st_mode)}
@@ -112,14 +112,14 @@ def file_entry(path: Path) -> dict:
 # -- framing shared with the server ------------------------------------------------------
 
 
-def pack_blobs(header: dict, parts: list[bytes | memoryview]) -> bytes:
+def pack_blobs(header: dict[str, Any], parts: Sequence[bytes | memoryview]) -> bytes:
     """One request or response body carrying several blobs: a 4-byte length, a JSON
     header, then the blobs' bytes back to back."""
     head = json.dumps(header).encode()
     return b"".join([struct.pack(">I", len(head)), head, *parts])
 
 
-def unpack_blobs(body: bytes, what: str) -> tuple[dict, memoryview]:
+def unpack_blobs(body: bytes, what: str) -> tuple[dict[str, Any], memoryview]:
     """(header, the bytes after it) of a body made by :func:`pack_blobs`."""
     if len(body) < 4 or len(body) < 4 + struct.unpack(">I", body[:4])[0]:
         raise InvalidError(f"{what}: the body must be a 4-byte length, a JSON header and the blobs' bytes")
@@ -133,7 +133,7 @@ def unpack_blobs(body: bytes, what: str) -> tuple[dict, memoryview]:
     return header, memoryview(body)[4 + n:]
 
 
-def send_message(sock: socket.socket, message: dict, fds: Sequence[int] = ()) -> None:
+def send_message(sock: socket.socket, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
     """One message on the local channel (a SOCK_SEQPACKET socket keeps message bounds):
     JSON, with file descriptors attached."""
     data = json.dumps(message).encode()
@@ -143,7 +143,7 @@ def send_message(sock: socket.socket, message: dict, fds: Sequence[int] = ()) ->
         sock.sendall(data)
 
 
-def recv_message(sock: socket.socket, max_fds: int = MAX_FDS) -> tuple[dict, list[int]]:
+def recv_message(sock: socket.socket, max_fds: int = MAX_FDS) -> tuple[dict[str, Any], list[int]]:
     data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, max_fds)
     if not data:
         for fd in fds:

@@ -76,7 +76,7 @@ class BlobStore:
                         digest.update(part)
                         f.write(part)
 
-                pending: asyncio.Future | None = None
+                pending: asyncio.Future[None] | None = None
                 batch: list[bytes] = []
                 held = 0
                 async for chunk in chunks:

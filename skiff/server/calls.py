@@ -26,6 +26,9 @@ class Input:
     started_at: float = 0.0
     timer: asyncio.TimerHandle | None = None
     gen_items: int = 0
+    # Handed out alone: it was among several a container held when it died, and which of
+    # them killed it is unknown until each runs by itself.
+    solo: bool = False
 
     @property
     def id(self) -> str:
@@ -42,6 +45,7 @@ class CallState:
     id: str
     function_id: str
     kind: str
+    owner: str = ""  # the container that started it, "" for the admin's clients
     created_at: float = field(default_factory=time.time)
     num_inputs: int = 0
     inputs_complete: bool = False

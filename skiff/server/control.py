@@ -13,14 +13,18 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from ..protocol import config
 from ..protocol.errors import InvalidError, NotFoundError, NotSupportedError
 from ..protocol.gpus import parse_request as parse_gpu_request
 from ..protocol.images import default_image
+from ..protocol.names import check_name
+from ..protocol.node import BuiltImage
 from ..protocol.wire import (
     AppInfo,
     AutoscalerSettings,
+    CallKind,
     CallOutputs,
     ContainerExchange,
     ContainerHello,
@@ -34,9 +38,7 @@ from ..protocol.wire import (
     LogEntry,
 )
 from ..retries import Retries
-from ..worker.gpus import detect as detect_gpus
-from ..worker.images import ImageBuilder
-from ..worker.runtime import BuiltImage, ContainerRuntime
+from .auth import Credentials
 from .blobs import BlobStore
 from .calls import CallState, Input
 from .deployments import Deployments
@@ -45,12 +47,13 @@ from .ids import new_id
 from .images import ImageService
 from .journal import CallJournal
 from .logs import LogSink
-from .placement import LocalPlacement
+from .placement import Placement
 from .proxy_tokens import ProxyTokens
 from .scheduler import FunctionRunner, ServerContext
 from .schedules import Schedules
 from .secrets import SecretVault
 from .store import Store
+from .store.models import AppRow
 from .usage import stop_leftover_containers
 from .volumes import VolumeStore
 
@@ -90,36 +93,35 @@ def heartbeat_timeout() -> float:
 
 
 class ControlPlane:
-    def __init__(self, store: Store, home: Path, runtime: ContainerRuntime, server_url: str, token: str) -> None:
+    def __init__(self, store: Store, home: Path, placement: Placement, server_url: str, token: str) -> None:
         self.store = store
+        self.credentials = Credentials(token)
         self.blobs = BlobStore(home / "blobs")
-        builder = ImageBuilder(home / "images", runtime, self.blobs.path) if runtime.capabilities.images else None
-        self.images = ImageService(builder)
-        self.runtime = runtime
+        self.images = ImageService(placement.image_builder(home / "images", self.blobs.path))
+        self.placement = placement
         self.logs = LogSink(store)
         self.journal = CallJournal(store)
         mounts = home / "mounts"
         mounts.mkdir(parents=True, exist_ok=True)
         web_dir = _web_socket_dir(home)
         self._alive = home / "run" / "alive"  # touched while this server runs (see _recover)
-        gpu_inventory, self.gpu_source = detect_gpus()
         self.secrets = SecretVault(store, home / "secret.key")
         self.proxy_tokens = ProxyTokens(store, self.secrets)
         self.dicts = DictStore(store)
         self.queues = QueueStore(store)
         self.volumes = VolumeStore(store, home)
         self.ctx = ServerContext(
-            store=store, blobs=self.blobs, logs=self.logs, runtime=runtime, server_url=server_url,
-            token=token, mounts_dir=mounts, web_dir=web_dir, placement=LocalPlacement(gpus=gpu_inventory), secrets=self.secrets, volumes=self.volumes,
+            store=store, blobs=self.blobs, logs=self.logs, server_url=server_url, credentials=self.credentials,
+            mounts_dir=mounts, web_dir=web_dir, placement=placement, secrets=self.secrets, volumes=self.volumes,
             on_call_done=self._call_done,
         )
         self.runners: dict[str, FunctionRunner] = {}
-        self.deployments = Deployments(self)
-        self.schedules = Schedules(self)
+        self.schedules = Schedules(store, self.create_call)
+        self.deployments = Deployments(self, self.schedules.plan)
         self.calls: dict[str, CallState] = {}
         self._heartbeats: dict[str, float] = {}  # ephemeral app id -> last client heartbeat
         self._log_waiters: dict[str, asyncio.Event] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.store.run(self._recover)
@@ -134,6 +136,7 @@ class ControlPlane:
     def _recover(self) -> None:
         """After a restart: nothing from the last run is still running."""
         stop_leftover_containers(self.store, self._alive, ALIVE_EVERY)
+        self.proxy_tokens.migrate_old_tokens()
         for app in self.store.live_apps():
             if app.kind == "ephemeral":
                 self.store.set_app_state(app.id, "stopped")
@@ -151,6 +154,7 @@ class ControlPlane:
     # -- apps ---------------------------------------------------------------------------
 
     async def create_app(self, name: str, kind: str) -> AppInfo:
+        check_name("app", name)
         if kind == "deployed":
             return await self.deployments.begin(name)
         if kind != "ephemeral":
@@ -176,7 +180,7 @@ class ControlPlane:
     async def list_apps(self) -> list[AppInfo]:
         return [await self._info(r) for r in await self.store.run(self.store.list_apps)]
 
-    async def _info(self, row) -> AppInfo:
+    async def _info(self, row: AppRow) -> AppInfo:
         fns = await self.store.run(self.store.app_functions, row.id)
         containers = sum(len(self.runners[f.id].containers) for f in fns if f.id in self.runners)
         current = [f for f in fns if row.kind == "ephemeral" or f.version == row.version]
@@ -234,20 +238,18 @@ class ControlPlane:
     async def prepare(self, spec: FunctionSpec) -> BuiltImage | None:
         """Check everything a function needs before any container starts; build its image."""
         validate_spec(spec)
-        gpu = parse_gpu_request(spec.gpu)
-        if gpu is not None:
-            self.ctx.placement.check_gpus(gpu, spec.name)
-        caps = self.runtime.capabilities
+        self.placement.check(parse_gpu_request(spec.gpu), spec.name)
+        caps = self.placement.capabilities
         if not caps.resource_limits and (spec.memory or spec.cpu):
             arg = "memory=" if spec.memory else "cpu="
-            raise NotSupportedError(f"{spec.name}: {arg} needs the `oci` runtime; this server runs `{self.runtime.name}`")
+            raise NotSupportedError(f"{spec.name}: {arg} needs the `oci` runtime; this server runs `{self.placement.name}`")
         if not caps.isolation and any(m.remote_path.rstrip("/") != "/root" for m in spec.mounts):
             raise NotSupportedError(f"{spec.name}: local files mounted outside /root need the `oci` runtime")
         if not caps.isolation and spec.volumes:
-            raise NotSupportedError(f"{spec.name}: volumes need the `oci` runtime; this server runs `{self.runtime.name}`")
+            raise NotSupportedError(f"{spec.name}: volumes need the `oci` runtime; this server runs `{self.placement.name}`")
         # A missing secret, key or volume fails here, before any container starts.
-        for ref in spec.secrets:
-            await self.store.run(self.secrets.reveal, ref.name, ref.required_keys)
+        for secret in spec.secrets:
+            await self.store.run(self.secrets.reveal, secret.name, secret.required_keys)
         for ref in spec.volumes:
             await self.store.run(self.volumes.ensure, ref.name, False)
         if caps.images:
@@ -261,7 +263,7 @@ class ControlPlane:
         self.runners[function_id] = runner
         return runner
 
-    async def function_info(self, function_id: str) -> dict:
+    async def function_info(self, function_id: str) -> dict[str, Any]:
         row = await self.store.run(self.store.get_function, function_id)
         if row is None:
             raise NotFoundError(f"no function {function_id}")
@@ -288,7 +290,7 @@ class ControlPlane:
         )
         validate_spec(spec)
         runner.spec = spec
-        runner.update_knobs(**asdict(settings))
+        runner.update_knobs(settings)
 
     def function_stats(self, function_id: str) -> FunctionStats:
         backlog, runners, running = self.runner(function_id).stats()
@@ -296,18 +298,25 @@ class ControlPlane:
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def create_call(self, function_id: str, kind: str, inputs: list[InputItem], complete: bool) -> str:
+    async def create_call(self, function_id: str, kind: CallKind, inputs: list[InputItem], complete: bool,
+                          owner: str = "") -> str:
+        """Start a call; ``owner`` is the container that made it ("" for the admin's clients)."""
         runner = self.runner(function_id)
         web_type = (runner.spec.web or {}).get("type")
         if web_type not in (None, "fastapi"):
             decorator = {"asgi": "asgi_app", "wsgi": "wsgi_app", "server": "web_server"}.get(web_type, web_type)
             raise InvalidError(f"{runner.spec.name} is a @skiff.{decorator} web app, which answers HTTP requests, "
                                f"not calls: send it a request at its URL instead (`skiff app list` shows it)")
-        call = CallState(id=new_id("fc"), function_id=function_id, kind=kind)
+        call = CallState(id=new_id("fc"), function_id=function_id, kind=kind, owner=owner)
         self.calls[call.id] = call
         self.journal.created(call.id, function_id, kind)
         self._add_inputs(runner, call, inputs, complete)
         return call.id
+
+    def call_owner(self, call_id: str) -> str | None:
+        """Who started a call held now: a container id, "" for the admin; None if unknown."""
+        call = self.calls.get(call_id)
+        return call.owner if call is not None else None
 
     def call(self, call_id: str) -> CallState:
         call = self.calls.get(call_id)
@@ -406,7 +415,8 @@ class ControlPlane:
         deadline = time.monotonic() + min(timeout, 55.0)
         while True:
             rows = await self.store.run(self.store.read_logs, app_id, after)
-            state = (await self.store.run(self.store.get_app, app_id)).state
+            current = await self.store.run(self.store.get_app, app_id)
+            state = current.state if current is not None else "stopped"
             remaining = deadline - time.monotonic()
             if rows or state == "stopped" or remaining <= 0:
                 entries = [

@@ -14,20 +14,20 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from ..protocol import config
 from ..protocol import payload as wire_payload
 from ..protocol.errors import InvalidError, NotFoundError
-from ..protocol.wire import AppInfo, FunctionSpec, Payload, decode
+from ..protocol.wire import AppInfo, AutoscalerSettings, FunctionSpec, Payload, decode
 from .ids import new_id
 from .scheduler import FunctionRunner
-
-if TYPE_CHECKING:
-    from .control import ControlPlane
+from .store import Store
 
 log = logging.getLogger("skiff.deployments")
 
+MAX_VERSION = 2**31 - 1  # versions are 32-bit in the database
 DRAIN_POLL = 0.2  # seconds between checks that a replaced version has finished its work
 
 
@@ -39,9 +39,26 @@ def web_label(spec: FunctionSpec) -> str:
     return (spec.web or {}).get("label") or spec.name.lower().replace("_", "-")
 
 
+class RunnerHost(Protocol):
+    """What deployments need of the control plane: its running functions."""
+
+    store: Store
+    runners: dict[str, FunctionRunner]
+
+    async def start_runner(self, function_id: str, app_id: str, spec: FunctionSpec) -> FunctionRunner:
+        ...
+
+    async def app_info(self, name_or_id: str) -> list[AppInfo]:
+        ...
+
+
+PlanSchedules = Callable[[str, list[tuple[str, FunctionSpec]]], Awaitable[None]]
+
+
 class Deployments:
-    def __init__(self, cp: ControlPlane) -> None:
+    def __init__(self, cp: RunnerHost, plan_schedules: PlanSchedules) -> None:
         self.cp = cp
+        self._plan_schedules = plan_schedules
         self.pending: dict[str, int] = {}  # app id -> the version being prepared
         self.routes: dict[tuple[str, str], str] = {}  # (app name, label) -> function id
         self._app_names: dict[str, str] = {}  # app id -> name, for routed apps
@@ -61,11 +78,13 @@ class Deployments:
                        kind="deployed", version=version)
 
     def check_pending(self, app_id: str, version: int) -> None:
-        if self.pending.get(app_id) != version:
+        if not 1 <= version <= MAX_VERSION or self.pending.get(app_id) != version:
             raise InvalidError(f"app {app_id} is not preparing version {version}; start a deployment first")
 
     async def activate(self, app_id: str, version: int) -> AppInfo:
         """Make ``version`` the live one: start its runners, then drain the old ones."""
+        if not 1 <= version <= MAX_VERSION:
+            raise NotFoundError(f"app {app_id} has no version {version}: versions count up from 1")
         async with self._lock:
             store = self.cp.store
             app = await store.run(store.get_app, app_id)
@@ -93,11 +112,11 @@ class Deployments:
                 self.route(app_id, runner.id, runner.spec, app.name)
             for runner in old:
                 asyncio.create_task(self._drain(runner, f"replaced by version {version}"))
-            await self.cp.schedules.plan(app_id, [(r.id, r.spec) for r in started])
+            await self._plan_schedules(app_id, [(r.id, r.spec) for r in started])
         return (await self.cp.app_info(app_id))[0]
 
     async def _drain(self, runner: FunctionRunner, reason: str) -> None:
-        runner.update_knobs(min_containers=0, buffer_containers=0)
+        runner.update_knobs(AutoscalerSettings(min_containers=0, buffer_containers=0))
         deadline = time.monotonic() + runner.spec.timeout + 30
         while (runner.backlog() or runner.running_inputs()) and time.monotonic() < deadline:
             await asyncio.sleep(DRAIN_POLL)
@@ -129,7 +148,7 @@ class Deployments:
                 await store.run(store.create_function, new_id("fu"), app.id, row.name, row.spec, info.version)
         return await self.activate(app.id, info.version)
 
-    async def history(self, name: str) -> dict:
+    async def history(self, name: str) -> dict[str, Any]:
         store = self.cp.store
         app = await store.run(store.find_deployed, name)
         if app is None:
@@ -199,7 +218,7 @@ class Deployments:
                 if app == name and fid in self.cp.runners and self.cp.runners[fid].app_id == app_id}
 
 
-def _as_dict(spec: FunctionSpec) -> dict:
+def _as_dict(spec: FunctionSpec) -> dict[str, Any]:
     from dataclasses import asdict
 
     return asdict(spec)

@@ -8,15 +8,21 @@ an item is put (no polling).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from ..protocol.errors import InvalidError, NotFoundError
+from ..protocol.errors import ConflictError, InvalidError, NotFoundError
 from ..protocol.names import check_name
 from .store import Store
+from .store.database import rowcount
 from .store.models import DictEntryRow, DictRow, QueueItemRow, QueueRow
 
 MAX_DICT_VALUE = 16 * 1024 * 1024
@@ -28,7 +34,7 @@ def _too_big(what: str, size: int, limit: int) -> InvalidError:
     return InvalidError(f"{what} is {size:,} bytes pickled; the limit is {limit:,}. Store big data in a Volume.")
 
 
-def _ensure(store: Store, row_type: type, kind: str, name: str, create: bool) -> None:
+def _ensure(store: Store, row_type: type[DictRow] | type[QueueRow], kind: str, name: str, create: bool) -> None:
     """Check a named object exists, creating it if asked; a missing one's error lists those that do."""
     check_name(kind, name)
     with store.session() as s, s.begin():
@@ -37,6 +43,27 @@ def _ensure(store: Store, row_type: type, kind: str, name: str, create: bool) ->
                 names = list(s.scalars(select(row_type.name)))
                 raise NotFoundError(f"no {kind} named {name!r}; {kind}s that exist: {', '.join(names) or 'none'}")
             s.add(row_type(name=name, created_at=time.time()))
+
+
+def _require(s: Session, row_type: type[DictRow] | type[QueueRow], kind: str, name: str) -> None:
+    """A NotFoundError for an object that does not exist (or was deleted meanwhile)."""
+    if s.get(row_type, name) is None:
+        raise NotFoundError(f"no {kind} named {name!r} (it was deleted, or never made: "
+                            f"`{kind.capitalize()}.from_name(..., create_if_missing=True)` makes it)")
+
+
+@contextmanager
+def _write(store: Store, row_type: type[DictRow] | type[QueueRow], kind: str, name: str) -> Iterator[Session]:
+    """A transaction that writes into an existing object; one deleted while it ran is a
+    NotFoundError, not a broken foreign key."""
+    try:
+        with store.session() as s, s.begin():
+            _require(s, row_type, kind, name)
+            yield s
+    except IntegrityError:
+        with store.session() as s:
+            _require(s, row_type, kind, name)  # deleted meanwhile: a NotFoundError
+        raise ConflictError(f"{kind} {name!r}: another write to the same key won the race; try again") from None
 
 
 class DictStore:
@@ -53,13 +80,13 @@ class DictStore:
     def delete(self, name: str) -> None:
         with self.store.session() as s, s.begin():
             s.execute(delete(DictEntryRow).where(DictEntryRow.dict_name == name))
-            if s.execute(delete(DictRow).where(DictRow.name == name)).rowcount == 0:
+            if rowcount(s.execute(delete(DictRow).where(DictRow.name == name))) == 0:
                 raise NotFoundError(f"no dict named {name!r}")
 
-    def put(self, name: str, items: list[tuple[bytes, bytes]], skip_if_exists: bool) -> int:
+    def put(self, name: str, items: builtins.list[tuple[bytes, bytes]], skip_if_exists: bool) -> int:
         """Store items; returns how many were written."""
         written = 0
-        with self.store.session() as s, s.begin():
+        with _write(self.store, DictRow, "dict", name) as s:
             for key, value in items:
                 if len(value) > MAX_DICT_VALUE:
                     raise _too_big("a Dict value", len(value), MAX_DICT_VALUE)
@@ -76,11 +103,12 @@ class DictStore:
 
     def get(self, name: str, key: bytes) -> bytes | None:
         with self.store.session() as s:
+            _require(s, DictRow, "dict", name)
             row = s.get(DictEntryRow, (name, hashlib.sha256(key).hexdigest()))
             return None if row is None else row.value
 
     def pop(self, name: str, key: bytes) -> bytes | None:
-        with self.store.session() as s, s.begin():
+        with _write(self.store, DictRow, "dict", name) as s:
             row = s.get(DictEntryRow, (name, hashlib.sha256(key).hexdigest()))
             if row is None:
                 return None
@@ -90,16 +118,18 @@ class DictStore:
 
     def length(self, name: str) -> int:
         with self.store.session() as s:
+            _require(s, DictRow, "dict", name)
             return s.scalar(select(func.count()).where(DictEntryRow.dict_name == name)) or 0
 
-    def items(self, name: str) -> list[tuple[bytes, bytes]]:
+    def items(self, name: str) -> builtins.list[tuple[bytes, bytes]]:
         with self.store.session() as s:
+            _require(s, DictRow, "dict", name)
             rows = s.execute(select(DictEntryRow.key, DictEntryRow.value).where(DictEntryRow.dict_name == name)
                              .order_by(DictEntryRow.updated_at))
             return [(k, v) for k, v in rows]
 
     def clear(self, name: str) -> None:
-        with self.store.session() as s, s.begin():
+        with _write(self.store, DictRow, "dict", name) as s:
             s.execute(delete(DictEntryRow).where(DictEntryRow.dict_name == name))
 
 
@@ -118,15 +148,15 @@ class QueueStore:
     def delete(self, name: str) -> None:
         with self.store.session() as s, s.begin():
             s.execute(delete(QueueItemRow).where(QueueItemRow.queue_name == name))
-            if s.execute(delete(QueueRow).where(QueueRow.name == name)).rowcount == 0:
+            if rowcount(s.execute(delete(QueueRow).where(QueueRow.name == name))) == 0:
                 raise NotFoundError(f"no queue named {name!r}")
 
-    def _put(self, name: str, partition: str, values: list[bytes]) -> None:
+    def _put(self, name: str, partition: str, values: builtins.list[bytes]) -> None:
         now = time.time()
-        with self.store.session() as s, s.begin():
+        with _write(self.store, QueueRow, "queue", name) as s:
             s.add_all([QueueItemRow(queue_name=name, partition=partition, value=v, created_at=now) for v in values])
 
-    async def put(self, name: str, partition: str, values: list[bytes]) -> None:
+    async def put(self, name: str, partition: str, values: builtins.list[bytes]) -> None:
         if len(partition) > MAX_PARTITION:
             raise InvalidError(f"queue partition names are at most {MAX_PARTITION} characters")
         for v in values:
@@ -137,8 +167,8 @@ class QueueStore:
         if event is not None:
             event.set()
 
-    def _take(self, name: str, partition: str, n: int) -> list[bytes]:
-        with self.store.session() as s, s.begin():
+    def _take(self, name: str, partition: str, n: int) -> builtins.list[bytes]:
+        with _write(self.store, QueueRow, "queue", name) as s:
             rows = list(s.scalars(
                 select(QueueItemRow).where(QueueItemRow.queue_name == name, QueueItemRow.partition == partition)
                 .order_by(QueueItemRow.id).limit(n)
@@ -147,7 +177,7 @@ class QueueStore:
                 s.delete(row)
             return [r.value for r in rows]
 
-    async def get(self, name: str, partition: str, n: int, timeout: float) -> list[bytes]:
+    async def get(self, name: str, partition: str, n: int, timeout: float) -> builtins.list[bytes]:
         """Up to ``n`` items, waiting up to ``timeout`` seconds for the first."""
         deadline = time.monotonic() + timeout
         while True:
@@ -163,13 +193,15 @@ class QueueStore:
 
     def length(self, name: str, partition: str | None) -> int:
         with self.store.session() as s:
+            _require(s, QueueRow, "queue", name)
             q = select(func.count()).where(QueueItemRow.queue_name == name)
             if partition is not None:
                 q = q.where(QueueItemRow.partition == partition)
             return s.scalar(q) or 0
 
-    def peek(self, name: str, partition: str, after_id: int, n: int) -> list[tuple[int, bytes]]:
+    def peek(self, name: str, partition: str, after_id: int, n: int) -> builtins.list[tuple[int, bytes]]:
         with self.store.session() as s:
+            _require(s, QueueRow, "queue", name)
             rows = s.execute(
                 select(QueueItemRow.id, QueueItemRow.value)
                 .where(QueueItemRow.queue_name == name, QueueItemRow.partition == partition, QueueItemRow.id > after_id)
@@ -178,7 +210,7 @@ class QueueStore:
             return [(i, v) for i, v in rows]
 
     def clear(self, name: str, partition: str | None) -> None:
-        with self.store.session() as s, s.begin():
+        with _write(self.store, QueueRow, "queue", name) as s:
             q = delete(QueueItemRow).where(QueueItemRow.queue_name == name)
             if partition is not None:
                 q = q.where(QueueItemRow.partition == partition)

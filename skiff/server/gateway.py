@@ -22,10 +22,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from starlette.types import Receive, Scope, Send
+
 from ..protocol import config
 from ..protocol.errors import Error, NotFoundError
 from .proxy_tokens import credentials
-from .webproxy import WebError, WebExchange
+from .webproxy import WebBalancer, WebError, WebExchange
 
 if TYPE_CHECKING:
     from .control import ControlPlane
@@ -48,9 +50,9 @@ class Parked:
     """A request that outlived the response deadline, going on in the background. Its
     response is kept as events: ("head", dict), ("body", bytes, last), ("error", WebError)."""
 
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[tuple[Any, ...]] = field(default_factory=asyncio.Queue)
     held: int = 0  # body bytes in events, not yet collected
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     claimed: bool = False  # a caller is waiting on it now
 
 
@@ -59,7 +61,7 @@ class Gateway:
         self._control = get_control  # the control plane exists only once the server started
         self._parked: dict[str, Parked] = {}
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return
         cp: ControlPlane = self._control()
@@ -74,7 +76,7 @@ class Gateway:
         except Error as exc:
             await _plain(send, exc.http_status, str(exc))
 
-    def _target(self, cp: ControlPlane, scope: dict) -> tuple[FunctionRunner, str]:
+    def _target(self, cp: ControlPlane, scope: Scope) -> tuple[FunctionRunner, WebBalancer, str]:
         """The web function's runner and the path inside its app, from the host name or
         the path."""
         path = scope["path"]
@@ -86,22 +88,31 @@ class Gateway:
         else:
             parts = path.lstrip("/").split("/", 2)
             if len(parts) < 2 or not parts[0] or not parts[1]:
-                raise NotFoundError(self._listing(cp, "a web endpoint answers at /<app>/<label>"))
+                raise NotFoundError(self._listing(cp, scope, "a web endpoint answers at /<app>/<label>"))
             app, label, inner = parts[0], parts[1], "/" + (parts[2] if len(parts) > 2 else "")
         function_id = cp.deployments.routes.get((app, label))
         runner = cp.runners.get(function_id) if function_id else None
         if runner is None or runner.web is None:
-            raise NotFoundError(self._listing(cp, f"no web endpoint /{app}/{label}"))
-        return runner, inner
+            raise NotFoundError(self._listing(cp, scope, f"no web endpoint /{app}/{label}"))
+        return runner, runner.web, inner
 
-    def _listing(self, cp: ControlPlane, why: str) -> str:
+    def _listing(self, cp: ControlPlane, scope: Scope, why: str) -> str:
+        """Why nothing answered; the endpoints that do are named only to the admin (a
+        stranger learns nothing about what is deployed here)."""
+        headers = dict(scope["headers"])
+        try:
+            admin = cp.credentials.verify(headers.get(b"authorization", b"").decode("latin-1")).is_admin
+        except Error:
+            admin = False
+        if not admin:
+            return f"{why}; `skiff app list` shows the endpoints"
         have = sorted(f"/{a}/{lbl}" for a, lbl in cp.deployments.routes)
         return f"{why}; endpoints here: {', '.join(have) or 'none'}"
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    async def _handle(self, cp: ControlPlane, scope: dict, receive: Any, send: Any) -> None:
-        runner, inner = self._target(cp, scope)
+    async def _handle(self, cp: ControlPlane, scope: Scope, receive: Receive, send: Send) -> None:
+        runner, balancer, inner = self._target(cp, scope)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         if (runner.spec.web or {}).get("requires_proxy_auth") and not await self._authorized(cp, headers):
             await _plain(send, 401, "this endpoint requires proxy auth: send Skiff-Key and Skiff-Secret headers "
@@ -116,17 +127,18 @@ class Gateway:
         request = {"type": "http", "method": scope["method"], "path": inner, "query_string": query,
                    "headers": headers, "scheme": scope.get("scheme", "http"),
                    "client": list(scope.get("client") or ["", 0])}
-        exchange: WebExchange | None = WebExchange(runner.web, request, body)  # type: ignore[arg-type]
+        started = WebExchange(balancer, request, body)
+        exchange: WebExchange | None = started
         try:
             try:
                 async with asyncio.timeout(RESPONSE_DEADLINE):
-                    head = await exchange.response_head()  # type: ignore[union-attr]
+                    head = await started.response_head()
             except TimeoutError:
-                token, exchange = self._park(exchange), None  # type: ignore[arg-type]
+                token, exchange = self._park(started), None
                 await _redirect(scope, query, token, send)
                 return
             await _start(send, head)
-            await _stream(send, exchange.body())  # type: ignore[union-attr]
+            await _stream(send, started.body())
         finally:
             if exchange is not None:
                 exchange.close()
@@ -155,7 +167,7 @@ class Gateway:
         self._parked[token] = parked
         return token
 
-    async def _collect(self, token: str, scope: dict, query: str, receive: Any, send: Any) -> None:
+    async def _collect(self, token: str, scope: Scope, query: str, receive: Receive, send: Send) -> None:
         """A followed redirect: wait again for the request's response."""
         parked = self._parked.get(token)
         if parked is None:
@@ -199,9 +211,9 @@ class Gateway:
 
     # -- websockets ------------------------------------------------------------------------
 
-    async def _websocket(self, cp: ControlPlane, scope: dict, receive: Any, send: Any) -> None:
+    async def _websocket(self, cp: ControlPlane, scope: Scope, receive: Receive, send: Send) -> None:
         """A websocket session with an ASGI app, relayed message by message."""
-        runner, inner = self._target(cp, scope)
+        runner, balancer, inner = self._target(cp, scope)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         if (runner.spec.web or {}).get("requires_proxy_auth") and not await self._authorized(cp, headers):
             await send({"type": "websocket.close", "code": 1008})
@@ -211,13 +223,13 @@ class Gateway:
                    "headers": headers, "client": list(scope.get("client") or ["", 0]),
                    "subprotocols": list(scope.get("subprotocols") or [])}
 
-        async def from_client() -> AsyncIterator[dict]:
+        async def from_client() -> AsyncIterator[dict[str, Any]]:
             while True:
                 msg = await receive()
                 if msg["type"] == "websocket.disconnect":
                     yield {"type": "websocket.disconnect", "code": msg.get("code", 1000)}
                     return
-                item: dict = {"type": "websocket.receive"}
+                item: dict[str, Any] = {"type": "websocket.receive"}
                 if msg.get("text") is not None:
                     item["text"] = msg["text"]
                 if msg.get("bytes") is not None:
@@ -225,7 +237,7 @@ class Gateway:
                 yield item
 
         last = ""
-        session = WebExchange(runner.web, request, None).websocket(from_client())  # type: ignore[arg-type]
+        session = WebExchange(balancer, request, None).websocket(from_client())
         try:
             async with contextlib.aclosing(session):
                 async for msg in session:
@@ -248,7 +260,7 @@ class Gateway:
         return pair is not None and await cp.proxy_tokens.verify(*pair)
 
 
-async def _start(send: Any, head: dict) -> None:
+async def _start(send: Send, head: dict[str, Any]) -> None:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in head["headers"]]
     await send({"type": "http.response.start", "status": int(head["status"]), "headers": raw})
 
@@ -259,7 +271,7 @@ class ResponseBroken(Exception):
     complete-looking short one."""
 
 
-async def _stream(send: Any, chunks: AsyncIterator[tuple[bytes, bool]]) -> None:
+async def _stream(send: Send, chunks: AsyncIterator[tuple[bytes, bool]]) -> None:
     """Pass the body on chunk by chunk, as the container sends it."""
     try:
         async for chunk, last in chunks:
@@ -271,14 +283,14 @@ async def _stream(send: Any, chunks: AsyncIterator[tuple[bytes, bool]]) -> None:
     raise ResponseBroken("the web response ended without its last part")
 
 
-async def _redirect(scope: dict, query: str, token: str, send: Any) -> None:
+async def _redirect(scope: Scope, query: str, token: str, send: Send) -> None:
     location = scope["path"] + "?" + "&".join(filter(None, [_strip_call(query), f"{CALL_PARAM}={token}"]))
     await send({"type": "http.response.start", "status": 303,
                 "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _read_body(receive: Any) -> bytes:
+async def _read_body(receive: Receive) -> bytes:
     chunks, size = [], 0
     while True:
         msg = await receive()
@@ -306,7 +318,7 @@ def _strip_call(query: str) -> str:
     return "&".join(p for p in query.split("&") if p and not p.startswith(CALL_PARAM + "="))
 
 
-async def _plain(send: Any, status: int, text: str) -> None:
+async def _plain(send: Send, status: int, text: str) -> None:
     body = (text + "\n").encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ..protocol.errors import ImageBuildError, InvalidError, NotFoundError, NotSupportedError
 from ..protocol.images import layer_ids
-from ..worker.images import ImageBuilder
-from ..worker.runtime.base import BuiltImage
+from ..protocol.node import BuiltImage
 
 log = logging.getLogger("skiff.images")
 
@@ -24,12 +25,12 @@ class Build:
     status: str = "building"  # building | ready | failed
     error: str | None = None
     image: BuiltImage | None = None
-    events: list[dict] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
     first_seq: int = 1  # seq of events[0]
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: dict[str, Any]) -> None:
         event["seq"] = self.first_seq + len(self.events)
         event["ts"] = time.time()
         self.events.append(event)
@@ -43,7 +44,7 @@ class Build:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, after: int, timeout: float) -> list[dict]:
+    async def wait(self, after: int, timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             start = max(0, after + 1 - self.first_seq)
@@ -58,12 +59,22 @@ class Build:
                 return []
 
 
+class ImageBuilder(Protocol):
+    """A node's image builder (``skiff.worker.images``), as the server uses it."""
+
+    def cached(self, steps: list[dict[str, Any]]) -> BuiltImage | None:
+        ...
+
+    async def build(self, steps: list[dict[str, Any]], emit: Callable[[dict[str, Any]], None]) -> BuiltImage:
+        ...
+
+
 class ImageService:
     def __init__(self, builder: ImageBuilder | None) -> None:
         self.builder = builder  # None when the runtime cannot build images
         self.builds: dict[str, Build] = {}
 
-    def _check(self, steps: list[dict]) -> None:
+    def _check(self, steps: list[dict[str, Any]]) -> None:
         if self.builder is None:
             raise NotSupportedError(
                 "custom images need the `oci` runtime, and this server runs `process` "
@@ -72,7 +83,7 @@ class ImageService:
         if not steps or steps[0].get("kind") != "debian_slim":
             raise InvalidError("an image must start from a base such as Image.debian_slim()")
 
-    def start(self, steps: list[dict]) -> Build:
+    def start(self, steps: list[dict[str, Any]]) -> Build:
         """Start building (or find) the image; returns its build record at once."""
         self._check(steps)
         assert self.builder is not None
@@ -91,7 +102,7 @@ class ImageService:
         build.task = asyncio.create_task(self._run(build, steps), name=f"build-{image_id}")
         return build
 
-    async def _run(self, build: Build, steps: list[dict]) -> None:
+    async def _run(self, build: Build, steps: list[dict[str, Any]]) -> None:
         assert self.builder is not None
         try:
             build.image = await self.builder.build(steps, build.emit)
@@ -111,7 +122,7 @@ class ImageService:
             raise NotFoundError(f"no image build {image_id} is known; create it with POST /v1/images")
         return build
 
-    async def ready(self, steps: list[dict]) -> BuiltImage:
+    async def ready(self, steps: list[dict[str, Any]]) -> BuiltImage:
         """The built image for ``steps``, building it first if needed."""
         build = self.start(steps)
         if build.task is not None and build.status == "building":

@@ -9,6 +9,7 @@ a busy server at the rate of single-row SQLite commits, so rows are gathered for
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from .store import Store
 from .writebehind import WriteBehind
@@ -18,8 +19,8 @@ class CallJournal(WriteBehind):
     def __init__(self, store: Store) -> None:
         super().__init__("call-journal")
         self._store = store
-        self._created: list[dict] = []
-        self._finished: list[dict] = []
+        self._created: list[dict[str, Any]] = []
+        self._finished: list[dict[str, Any]] = []
 
     def created(self, call_id: str, function_id: str, kind: str) -> None:
         self._created.append({"id": call_id, "function_id": function_id, "kind": kind, "status": "pending",

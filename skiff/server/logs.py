@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from .store import Store
 from .writebehind import WriteBehind
@@ -15,7 +16,7 @@ class LogSink(WriteBehind):
     def __init__(self, store: Store) -> None:
         super().__init__("log-sink")
         self._store = store
-        self._buffer: list[dict] = []
+        self._buffer: list[dict[str, Any]] = []
         self._flushed = asyncio.Event()
 
     def write(self, app_id: str, container_id: str, function: str, stream: str, text: str) -> None:

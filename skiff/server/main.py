@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
+import socket
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import VERSION as __version__
 from ..protocol import config
 from ..protocol.errors import Error
-from ..worker.runtime import ContainerRuntime, select_runtime
 from .api import routers
 from .control import ControlPlane
 from .gateway import Gateway
+from .placement import LocalPlacement
 from .store import Store
 
 log = logging.getLogger("skiff.server")
+
+# The folders the server keeps in its home, made 0700 before anything is put in them.
+HOME_DIRS = ("blobs", "containers", "mounts", "run", "volume-blobs", "volume-trees")
 
 
 def ensure_token(home: Path) -> str:
@@ -41,6 +50,28 @@ def ensure_token(home: Path) -> str:
     return token
 
 
+def keep_private(home: Path) -> None:
+    """The server's home and every folder in it are its owner's alone: they hold the
+    database, blobs, volumes, secrets' key, containers' bundles and tokens."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(home, 0o700)
+    for name in HOME_DIRS:
+        (home / name).mkdir(exist_ok=True, mode=0o700)
+    for entry in os.scandir(home):
+        if entry.is_dir(follow_symlinks=False):
+            os.chmod(entry.path, 0o700)
+        elif entry.is_file(follow_symlinks=False) and (entry.name in ("token", "secret.key", "server.log")
+                                                        or entry.name.startswith("skiff.db")):
+            os.chmod(entry.path, 0o600)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (if it is not there) readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def api_socket_path(home: Path) -> Path:
     """The Unix socket containers reach the API through (mounted into oci containers)."""
     return home / "run" / "api.sock"
@@ -50,33 +81,35 @@ def build_app(
     *,
     home: Path | None = None,
     database_url: str | None = None,
-    runtime: ContainerRuntime | None = None,
+    placement: LocalPlacement | None = None,
     public_url: str | None = None,
-) -> FastAPI:
+) -> ServerApp:
     home = home or config.home()
-    home.mkdir(parents=True, exist_ok=True)
+    keep_private(home)
     token = ensure_token(home)
     database_url = database_url or config.database_url()
+    if database_url.startswith("sqlite:///"):
+        private_file(Path(database_url.removeprefix("sqlite:///")))  # its -wal and -shm take its mode
     api_socket = api_socket_path(home)
     notes: list[str] = []
-    if runtime is None:
-        runtime, notes = select_runtime(os.environ.get("SKIFF_RUNTIME"), home, api_socket)
+    if placement is None:
+        placement, notes = LocalPlacement.on_this_machine(home, api_socket)
     public_url = public_url or config.server_url()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(database_url)
         await store.run(store.migrate)
-        control = ControlPlane(store, home, runtime, public_url, token)
+        control = ControlPlane(store, home, placement, public_url, token)
         await control.start()
         app.state.control = control
-        inventory = control.ctx.placement.gpus
+        inventory = placement.gpus
         if inventory:
             models = ", ".join(sorted({g.model for g in inventory}))
-            notes.append(f"GPUs: {len(inventory)} ({models}), from {control.gpu_source}")
+            notes.append(f"GPUs: {len(inventory)} ({models}), from {placement.gpu_source}")
         for note in notes:
             log.info("%s", note)
-        log.info("skiff server ready: %s, runtime %s, database %s", public_url, runtime.name,
+        log.info("skiff server ready: %s, runtime %s, database %s", public_url, placement.name,
                  store.engine.url.render_as_string(hide_password=True))
         try:
             yield
@@ -85,36 +118,99 @@ def build_app(
             store.close()
 
     app = FastAPI(title="skiff", version=__version__, lifespan=lifespan)
+    app.add_middleware(InternalErrors)
     app.state.token = token
     for router in routers:
         app.include_router(router)
 
     @app.get("/v1/health")
-    async def health():
-        return {"ok": True, "version": __version__, "runtime": runtime.name, "notes": notes}
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "version": __version__, "runtime": placement.name, "notes": notes}
 
     @app.exception_handler(Error)
-    async def skiff_error(_request: Request, exc: Error):
+    async def skiff_error(_request: Request, exc: Error) -> JSONResponse:
         return JSONResponse({"code": exc.code, "message": str(exc)}, status_code=exc.http_status)
 
+    @app.exception_handler(DBAPIError)
+    async def database_refused(_request: Request, exc: DBAPIError) -> JSONResponse:
+        """A value the database cannot hold (a number out of range, a NUL in text) or a
+        clash with a row written meanwhile: the request's fault, not the server's."""
+        if isinstance(exc, IntegrityError):
+            return JSONResponse({"code": "conflict", "message": "the request clashes with data written meanwhile; "
+                                 "try again"}, status_code=409)
+        if isinstance(exc, DataError):
+            return JSONResponse({"code": "invalid", "message": f"a value in the request cannot be stored: "
+                                 f"{str(exc.orig).splitlines()[0][:200]}"}, status_code=422)
+        raise exc
+
+    @app.exception_handler(OverflowError)
+    async def number_too_big(_request: Request, exc: OverflowError) -> JSONResponse:
+        return JSONResponse({"code": "invalid", "message": f"a number in the request is out of range: {exc}"},
+                            status_code=422)
+
     @app.exception_handler(RequestValidationError)
-    async def bad_request(_request: Request, exc: RequestValidationError):
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()[:5]
         )
         return JSONResponse({"code": "invalid", "message": f"malformed request: {problems}"}, status_code=422)
 
-    gateway = Gateway(lambda: app.state.control)
+    return ServerApp(app, Gateway(lambda: app.state.control))
 
-    async def dispatch(scope: dict, receive, send) -> None:
-        """``/v1/...`` is the API; every other path is a web endpoint, via the gateway."""
+
+class InternalErrors:
+    """A bug answers 500 with its class and message, and the connection stays open.
+
+    Without this, Starlette re-raises after its own 500 and uvicorn then closes the
+    keep-alive connection, so the client's next, unrelated request on it fails too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            if scope["type"] in ("http", "websocket") and not scope["path"].startswith("/v1/"):
-                await gateway(scope, receive, send)
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            body = json.dumps({"code": "internal", "message": f"the server failed: {type(exc).__name__}: {exc}"})
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body.encode()})
+
+
+API_PATHS = ("/v1/", "/openapi.json")  # the API's; every other path is a web endpoint's
+
+
+class ServerApp:
+    """The server's ASGI application: ``/v1/...`` is the API, every other path a web
+    endpoint, through the gateway. ``state`` is the API's (tests and tools reach the
+    control plane there)."""
+
+    def __init__(self, api: FastAPI, gateway: Gateway) -> None:
+        self.api = api
+        self.gateway = gateway
+        self.state = api.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["type"] in ("http", "websocket") and not scope["path"].startswith(API_PATHS):
+                await self.gateway(scope, receive, send)
             else:
-                await app(scope, receive, send)
+                await self.api(scope, receive, send)
         except asyncio.CancelledError:
-            if not getattr(app.state, "shutting_down", False) or scope["type"] != "http":
+            if not getattr(self.state, "shutting_down", False) or scope["type"] != "http":
                 raise
             # The server is stopping and cut this request off (a long-poll, mostly): answer
             # it rather than leave a traceback per open request in the log.
@@ -123,13 +219,9 @@ def build_app(
                             "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
                 await send({"type": "http.response.body", "body": b"the skiff server is shutting down\n"})
 
-    dispatch.state = app.state  # type: ignore[attr-defined]  # tests and tools reach the control plane here
-    return dispatch  # type: ignore[return-value]
-
 
 def serve(host: str, port: int, *, log_level: str = "info") -> None:
     """Serve the API on ``host:port`` and, for containers, on a Unix socket in SKIFF_HOME."""
-    import socket
 
     import uvicorn
 
@@ -153,7 +245,7 @@ def serve(host: str, port: int, *, log_level: str = "info") -> None:
                          timeout_graceful_shutdown=2)
 
     class Server(uvicorn.Server):
-        async def shutdown(self, sockets: list | None = None) -> None:
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             app.state.shutting_down = True  # requests cut off from here on get a 503 (see dispatch)
             await super().shutdown(sockets)
 

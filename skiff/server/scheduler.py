@@ -1,8 +1,9 @@
 """One :class:`FunctionRunner` per live function: its input queue, its containers, the
 scaling loop that sizes them, and what happens to each input (done, retried, failed).
 
-The runner acts; :mod:`.autoscaler` decides. Containers are reached only through the
-runtime interface in :mod:`skiff.worker.runtime`.
+The runner acts; :mod:`.autoscaler` decides. Containers are started, stopped and given
+back only through the placement seam (:mod:`.placement`); the containers themselves
+are a :class:`~.containers.ContainerPool` the runner shares with its web balancer.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ..protocol import payload as wire_payload
 from ..protocol.errors import ExecutionError, FunctionTimeoutError
-from ..protocol.gpus import Gpu
 from ..protocol.gpus import parse_request as parse_gpu_request
+from ..protocol.node import BuiltImage, ContainerRequest
 from ..protocol.webproto import SOCKET_NAME
 from ..protocol.wire import (
+    AutoscalerSettings,
     ContainerExchange,
     ContainerOutput,
     ContainerWork,
@@ -30,40 +33,22 @@ from ..protocol.wire import (
     OutputItem,
 )
 from ..retries import Retries
-from ..worker.runtime import BuiltImage, ContainerHandle, ContainerRequest, ContainerRuntime
 from . import autoscaler
+from .auth import Credentials
 from .blobs import BlobStore
 from .calls import CallState, Input, InputQueue
+from .containers import ContainerPool, ContainerState
 from .ids import new_id
 from .logs import LogSink
-from .placement import LocalPlacement
+from .placement import Lease, Placement
 from .secrets import SecretVault
 from .store import Store
 from .volumes import VolumeStore
-from .webproxy import WebBalancer, WebSlots
+from .webproxy import WebBalancer
 
 log = logging.getLogger("skiff.scheduler")
 
 STOP_GRACE = 10.0  # seconds a container asked to stop gets before it is killed
-
-
-@dataclass(eq=False)
-class ContainerState:
-    id: str
-    handle: ContainerHandle | None = None
-    inflight: dict[str, Input] = field(default_factory=dict)
-    idle_since: float | None = None
-    stopping: bool = False
-    stop_reason: str = ""
-    waiter: asyncio.Future | None = None  # its pending long-poll for inputs
-    signals: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # input ids to cancel
-    secret_env: dict[str, str] = field(default_factory=dict)  # given to it at hello, never on disk
-    gpus: list[Gpu] = field(default_factory=list)  # the devices it holds
-    web: WebSlots = field(default_factory=WebSlots)  # for a web function: its socket and requests
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.inflight) or self.web.active > 0
 
 
 @dataclass
@@ -73,12 +58,11 @@ class ServerContext:
     store: Store
     blobs: BlobStore
     logs: LogSink
-    runtime: ContainerRuntime
     server_url: str
-    token: str
+    credentials: Credentials
     mounts_dir: Path
     web_dir: Path  # web functions' socket directories, one per container
-    placement: LocalPlacement
+    placement: Placement
     secrets: SecretVault
     volumes: VolumeStore
     on_call_done: Callable[[CallState], None]
@@ -91,7 +75,8 @@ class FunctionRunner:
         self.image = image
         self.id = function_id
         self.app_id = app_id
-        self.spec = spec
+        self.pool = ContainerPool(spec, self.poke, self.kill_container)
+        self.gpu_request = parse_gpu_request(spec.gpu)
         self.retries = Retries.from_wire(spec.retries)
         self.knobs = autoscaler.Knobs(
             min_containers=spec.min_containers,
@@ -101,13 +86,32 @@ class FunctionRunner:
             inputs_per_container=spec.target_concurrent_inputs,
         )
         self.queue = InputQueue()
-        self.containers: dict[str, ContainerState] = {}
-        self.web = WebBalancer(self) if spec.web else None  # web requests skip the queue
-        self.stopped = False
+        self.web = WebBalancer(self.pool) if spec.web else None  # web requests skip the queue
         self._poke = asyncio.Event()
         self._poke.set()  # reconcile once at the start: min_containers apply before any call
         self._loop_task = asyncio.create_task(self._scale_loop(), name=f"scale-{spec.name}")
         ctx.placement.register(function_id, self)
+
+    @property
+    def spec(self) -> FunctionSpec:
+        return self.pool.spec
+
+    @spec.setter
+    def spec(self, spec: FunctionSpec) -> None:
+        self.pool.spec = spec
+
+    @property
+    def _sequential(self) -> bool:
+        """Its containers run one input at a time, in the order they were handed them."""
+        return self.spec.max_concurrent_inputs == 1 and not self.spec.max_batch_size
+
+    @property
+    def containers(self) -> dict[str, ContainerState]:
+        return self.pool.containers
+
+    @property
+    def stopped(self) -> bool:
+        return self.pool.stopped
 
     # -- inputs in --------------------------------------------------------------------
 
@@ -141,7 +145,7 @@ class FunctionRunner:
         if not c.busy and c.idle_since is None:
             c.idle_since = time.time()
             self._poke.set()
-        inputs = await self._wait_inputs(c, want, msg.timeout)
+        inputs = self._one_if_solo(await self._wait_inputs(c, want, msg.timeout))
         if not inputs:
             return ContainerWork(inputs=[], stop=c.stopping or self.stopped)
         now = time.time()
@@ -149,7 +153,7 @@ class FunctionRunner:
         loop = asyncio.get_running_loop()
         # A sequential container runs a batch one after another, so the k-th input's
         # deadline allows for the k before it; concurrent and batched ones run them at once.
-        sequential = self.spec.max_concurrent_inputs == 1 and not self.spec.max_batch_size
+        sequential = self._sequential
         for k, inp in enumerate(inputs):
             inp.container_id = c.id
             inp.started_at = now
@@ -157,13 +161,23 @@ class FunctionRunner:
             inp.timer = loop.call_later(self.spec.timeout * ((k + 1) if sequential else 1), self._timed_out, inp)
         return ContainerWork(inputs=[i.to_wire() for i in inputs])
 
+    def _one_if_solo(self, inputs: list[Input]) -> list[Input]:
+        """Inputs to hand out together: one marked solo goes alone, and ends a batch."""
+        for k, inp in enumerate(inputs):
+            if inp.solo:
+                keep = inputs[:k] if k else inputs[:1]
+                self.queue.put(inputs[len(keep):], front=True)
+                return keep
+        return inputs
+
     async def _wait_inputs(self, c: ContainerState, want: int, timeout: float) -> list[Input]:
         get = asyncio.ensure_future(self.queue.get(want, timeout))
         c.waiter = get
         try:
             return await get
         except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
                 raise  # the HTTP request itself went away
             return []  # _ask_to_stop() ended the wait: answer "no inputs, please stop"
         finally:
@@ -275,7 +289,8 @@ class FunctionRunner:
                 c.signals.put_nowait(inp.id)
 
     def _drop_pending(self, call: CallState) -> list[Input]:
-        kept, dropped = [], []
+        kept: list[Input] = []
+        dropped: list[Input] = []
         for inp in self.queue.drain():
             (dropped if inp.call is call else kept).append(inp)
         self.queue.put(kept)
@@ -283,16 +298,9 @@ class FunctionRunner:
 
     # -- container lifecycle ------------------------------------------------------------
 
-    async def _start_container(self) -> None:
+    async def _start_container(self, lease: Lease) -> None:
         cid = new_id("ta")
-        c = ContainerState(id=cid)
-        request = parse_gpu_request(self.spec.gpu)
-        if request is not None:
-            taken = self.ctx.placement.take_gpus(request, self.id, self._poke.set)
-            if taken is None:  # all matching GPUs are busy: try again when one is given back
-                self.ctx.placement.release()
-                return
-            c.gpus = taken
+        c = ContainerState(id=cid, lease=lease)
         self.containers[cid] = c
         try:
             web_dir = None
@@ -302,9 +310,10 @@ class FunctionRunner:
                 c.web.socket = str(web_dir / SOCKET_NAME)
             code_dir, mounts = await asyncio.to_thread(self._lay_out_files)
             env = dict(self.spec.env)
-            for ref in self.spec.secrets:
-                c.secret_env.update(await self.ctx.store.run(self.ctx.secrets.reveal, ref.name, ref.required_keys))
-            volumes, mounted = [], []
+            for secret in self.spec.secrets:
+                c.secret_env.update(await self.ctx.store.run(self.ctx.secrets.reveal, secret.name, secret.required_keys))
+            volumes: list[tuple[Path, str]] = []
+            mounted: list[dict[str, Any]] = []
             for ref in self.spec.volumes:
                 version = await self.ctx.store.run(self.ctx.volumes.ensure, ref.name, False)
                 volumes.append((await self.ctx.store.run(self.ctx.volumes.tree, ref.name, version), ref.mount_path))
@@ -313,21 +322,21 @@ class FunctionRunner:
                 env["SKIFF_VOLUMES"] = json.dumps(mounted)
             req = ContainerRequest(
                 container_id=cid, function_id=self.id, function_name=self.spec.name,
-                code_dir=code_dir, server_url=self.ctx.server_url, token=self.ctx.token,
+                code_dir=code_dir, server_url=self.ctx.server_url,
+                token=self.ctx.credentials.mint(self.id, cid, self.app_id, self.spec),
                 env=env, image=self.image, mounts=mounts,
-                memory_mib=self.spec.memory, cpu=self.spec.cpu, volumes=volumes, gpus=list(c.gpus),
-                web_dir=web_dir,
+                memory_mib=self.spec.memory, cpu=self.spec.cpu, volumes=volumes, web_dir=web_dir,
             )
-            c.handle = await self.ctx.runtime.start(req, self._on_log, self._on_exit)
+            c.handle = await self.ctx.placement.start(lease, req, self._on_log, self._on_exit)
             if self.stopped:  # stop() ran while it started, and could not signal it then
                 c.stopping, c.stop_reason = True, "its function stopped while it started"
                 await self._kill(c)
-            await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.runtime.name)
+            await self.ctx.store.run(self.ctx.store.container_started, cid, self.app_id, self.id, self.ctx.placement.name)
         except Exception as exc:
             log.exception("could not start a container for %s", self.spec.name)
             self.containers.pop(cid, None)
-            self.ctx.placement.release()
-            self.ctx.placement.give_back_gpus(c.gpus)
+            self.ctx.credentials.revoke(cid)
+            self.ctx.placement.release(lease)
             self.ctx.logs.write(self.app_id, cid, self.spec.name, "stderr", f"skiff: could not start container: {exc}")
             for inp in self.queue.drain():
                 self._fail(inp, "init_failure", ExecutionError(f"{self.spec.name}: could not start a container: {exc}"))
@@ -354,8 +363,9 @@ class FunctionRunner:
         c = self.containers.pop(container_id, None)
         if c is None:
             return
-        self.ctx.placement.release()
-        self.ctx.placement.give_back_gpus(c.gpus)
+        self.ctx.credentials.revoke(container_id)
+        if c.lease is not None:
+            self.ctx.placement.release(c.lease)
         c.signals.put_nowait("")  # ends its signals long-poll, if one is waiting
         if self.web is not None:
             self.web.gone(c)
@@ -363,7 +373,21 @@ class FunctionRunner:
         reason = c.stop_reason or ("exited" if code == 0 else f"exited with code {code}")
         if oom:
             reason = f"exceeded its memory limit of {self.spec.memory} MiB"
-        for inp in list(c.inflight.values()):
+        held = list(c.inflight.values())
+        c.inflight.clear()
+        if len(held) > 1 and self._sequential and not self.stopped:
+            # A sequential container takes quick inputs a batch at a time and runs them in
+            # order, handing their outputs in together; when it dies, which of the ones it
+            # held was running (those before it ran, those after never started) is
+            # unknown. None of them spends a retry: each goes back to the queue, to be
+            # handed out alone, so one that kills its container again is known and pays.
+            for inp in held:
+                if inp.timer:
+                    inp.timer.cancel()
+                inp.container_id, inp.timer, inp.started_at, inp.solo = None, None, 0.0, True
+            self.queue.put(held, front=True)
+            held = []
+        for inp in held:
             if inp.timer:
                 inp.timer.cancel()
             if oom:
@@ -374,7 +398,6 @@ class FunctionRunner:
                 self._fail(inp, "terminated", ExecutionError(f"{self.spec.name}: the app stopped while the input ran"))
             elif not self._retry(inp, message):
                 self._fail(inp, "terminated", ExecutionError(message))
-        c.inflight.clear()
         await self.ctx.store.run(self.ctx.store.container_stopped, container_id, code, reason)
         self._poke.set()
 
@@ -384,7 +407,7 @@ class FunctionRunner:
 
     async def _kill(self, c: ContainerState) -> None:
         if c.handle is not None and c.id in self.containers:  # never signal one that already exited
-            await self.ctx.runtime.kill(c.handle)
+            await self.ctx.placement.kill(c.handle)
 
     def _ask_to_stop(self, c: ContainerState, reason: str) -> None:
         c.stopping = True
@@ -423,16 +446,23 @@ class FunctionRunner:
         seen = autoscaler.Observed(backlog=self.backlog(), running_inputs=self.running_inputs(), containers=len(alive))
         desired = autoscaler.desired_containers(self.knobs, seen)
         if desired > len(alive):
-            slots = self.ctx.placement.reserve(desired - len(alive), self.id, self._poke.set)
-            await asyncio.gather(*(self._start_container() for _ in range(slots)))
+            leases = self.ctx.placement.lease(self.id, self.gpu_request, self._poke.set, desired - len(alive))
+            await asyncio.gather(*(self._start_container(lease) for lease in leases))
         elif desired < len(alive):
             idle = {c.id: c.idle_since for c in alive if c.idle_since is not None and not c.busy}
             for cid in autoscaler.containers_to_stop(self.knobs, desired, idle, len(alive), time.time()):
                 self._ask_to_stop(self.containers[cid], "scaled down")
 
-    def update_knobs(self, **changes: float | int | None) -> None:
+    def update_knobs(self, settings: AutoscalerSettings) -> None:
         """``Function.update_autoscaler``: new knobs, acted on at once."""
-        self.knobs = replace(self.knobs, **{k: v for k, v in changes.items() if v is not None})
+        knobs = self.knobs
+        self.knobs = replace(
+            knobs,
+            min_containers=knobs.min_containers if settings.min_containers is None else settings.min_containers,
+            max_containers=knobs.max_containers if settings.max_containers is None else settings.max_containers,
+            buffer_containers=knobs.buffer_containers if settings.buffer_containers is None else settings.buffer_containers,
+            scaledown_window=knobs.scaledown_window if settings.scaledown_window is None else settings.scaledown_window,
+        )
         self._poke.set()
 
     def stats(self) -> tuple[int, int, int]:
@@ -443,7 +473,7 @@ class FunctionRunner:
         """Stop up to ``n`` idle containers so another function can have their slots,
         keeping ``min_containers``."""
         alive = [c for c in self.containers.values() if not c.stopping]
-        idle = sorted((c for c in alive if c.idle_since is not None and not c.busy), key=lambda c: c.idle_since)
+        idle = sorted((c for c in alive if c.idle_since is not None and not c.busy), key=lambda c: c.idle_since or 0.0)
         spare = min(n, len(idle), len(alive) - self.knobs.min_containers)
         for c in idle[:max(0, spare)]:
             self._ask_to_stop(c, "its slot was needed by another function")
@@ -453,7 +483,7 @@ class FunctionRunner:
         """Stop everything: pending inputs fail, busy containers are killed and idle ones
         asked to stop (so @exit hooks run). With ``wait`` (the server is shutting down),
         every container is killed and cleaned up before this returns."""
-        self.stopped = True
+        self.pool.stopped = True
         self.ctx.placement.forget(self.id)
         self._poke.set()
         for inp in self.queue.drain():

@@ -9,24 +9,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..protocol import payload as wire_payload
-from ..protocol.wire import FunctionSpec, InputItem
+from ..protocol.wire import CallKind, FunctionSpec, InputItem
 from ..schedule import from_wire
-
-if TYPE_CHECKING:
-    from .control import ControlPlane
+from .store import Store
 
 log = logging.getLogger("skiff.schedules")
 
 
+CreateCall = Callable[[str, CallKind, list[InputItem], bool], Awaitable[str]]
+
+
 class Schedules:
-    def __init__(self, cp: ControlPlane) -> None:
-        self.cp = cp
-        self._plans: dict[tuple[str, str], tuple[str, dict, float]] = {}  # (app, fn) -> (function id, schedule, next)
+    def __init__(self, store: Store, create_call: CreateCall) -> None:
+        self.store = store
+        self._create_call = create_call
+        self._plans: dict[tuple[str, str], tuple[str, dict[str, Any], float]] = {}  # (app, fn) -> (function id, schedule, next)
         self._changed = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="schedules")
@@ -40,13 +43,13 @@ class Schedules:
         self.forget(app_id)
         for function_id, spec in functions:
             if spec.schedule:
-                state = await self.cp.store.run(self.cp.store.schedule_state, app_id, spec.name)
+                state = await self.store.run(self.store.schedule_state, app_id, spec.name)
                 now = time.time()
                 if state is not None:
                     next_at = state.next_run_at  # due already if the server missed it
                 else:
                     next_at = from_wire(spec.schedule).next_after(now)
-                    await self.cp.store.run(self.cp.store.save_schedule, app_id, spec.name, None, next_at)
+                    await self.store.run(self.store.save_schedule, app_id, spec.name, None, next_at)
                 self._plans[(app_id, spec.name)] = (function_id, spec.schedule, next_at)
         self._changed.set()
 
@@ -70,13 +73,13 @@ class Schedules:
             except TimeoutError:
                 pass
 
-    async def _fire(self, app_id: str, name: str, function_id: str, schedule: dict, now: float) -> None:
+    async def _fire(self, app_id: str, name: str, function_id: str, schedule: dict[str, Any], now: float) -> None:
         next_at = from_wire(schedule).next_after(now)
         self._plans[(app_id, name)] = (function_id, schedule, next_at)
         try:
-            await self.cp.store.run(self.cp.store.save_schedule, app_id, name, now, next_at)
+            await self.store.run(self.store.save_schedule, app_id, name, now, next_at)
             args = wire_payload.inline(((), {}))
-            await self.cp.create_call(function_id, "schedule", [InputItem(idx=0, args=args)], True)
+            await self._create_call(function_id, "schedule", [InputItem(idx=0, args=args)], True)
             log.info("schedule: ran %s of app %s; next at %s", name, app_id, time.ctime(next_at))
         except Exception:
             log.exception("schedule: could not run %s of app %s", name, app_id)

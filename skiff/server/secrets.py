@@ -6,24 +6,37 @@ of the containers whose functions name the secret.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from ..protocol.errors import InvalidError, NotFoundError
 from ..protocol.names import check_name
 from .store import Store
+from .store.database import rowcount
 from .store.models import SecretRow
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INLINE_PREFIX = "__inline-"  # secrets made from Secret.from_dict(...) and friends
 PROXY_PREFIX = "__proxy-"  # proxy auth tokens for web endpoints (`skiff token create`)
 _INTERNAL = (INLINE_PREFIX, PROXY_PREFIX)
+_INLINE_NAME = re.compile(r"^__inline-[A-Za-z0-9._-]{1,190}$")
+
+
+def check_secret_name(name: str) -> str:
+    """A name a client may give a secret: a public one, or the inline secret of a
+    function (``Secret.from_dict`` and friends). Other internal names are the server's."""
+    if isinstance(name, str) and name.startswith(INLINE_PREFIX) and _INLINE_NAME.match(name):
+        return name
+    return check_name("secret", name)
 
 
 def load_key(path: Path) -> bytes:
@@ -45,8 +58,7 @@ class SecretVault:
         self._fernet = Fernet(load_key(key_path))
 
     def put(self, name: str, values: dict[str, str], overwrite: bool) -> None:
-        if not name.startswith(_INTERNAL):
-            check_name("secret", name)
+        check_secret_name(name)
         if not isinstance(values, dict) or not values:
             raise InvalidError(f"secret {name!r} needs at least one KEY=VALUE")
         for key, value in values.items():
@@ -65,29 +77,30 @@ class SecretVault:
             else:
                 row.keys, row.ciphertext, row.updated_at = sorted(values), ciphertext, now
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[dict[str, Any]]:
         with self.store.session() as s:
             rows = s.scalars(select(SecretRow).order_by(SecretRow.name))
             return [{"name": r.name, "keys": r.keys, "created_at": r.created_at, "updated_at": r.updated_at}
                     for r in rows if not r.name.startswith(_INTERNAL)]
 
     def delete(self, name: str) -> None:
+        check_secret_name(name)
         with self.store.session() as s, s.begin():
-            if s.execute(delete(SecretRow).where(SecretRow.name == name)).rowcount == 0:
+            if rowcount(s.execute(delete(SecretRow).where(SecretRow.name == name))) == 0:
                 raise NotFoundError(self._missing(s, name))
 
-    def reveal(self, name: str, required_keys: list[str]) -> dict[str, str]:
+    def reveal(self, name: str, required_keys: builtins.list[str]) -> dict[str, str]:
         """Decrypt for injection into a container; checks ``required_keys``."""
         with self.store.session() as s:
             row = s.get(SecretRow, name)
             if row is None:
                 raise NotFoundError(self._missing(s, name))
-            values = json.loads(self._fernet.decrypt(row.ciphertext.encode()))
+            values: dict[str, str] = json.loads(self._fernet.decrypt(row.ciphertext.encode()))
         missing = [k for k in required_keys if k not in values]
         if missing:
             raise NotFoundError(f"secret {name!r} is missing required key(s) {missing}; it has {sorted(values)}")
         return values
 
-    def _missing(self, s, name: str) -> str:
+    def _missing(self, s: Session, name: str) -> str:
         names = [n for n in s.scalars(select(SecretRow.name)) if not n.startswith(_INTERNAL)]
         return f"no secret named {name!r}; secrets that exist: {', '.join(sorted(names)) or 'none'}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import or_, select
 
@@ -38,7 +39,7 @@ class FunctionUsage:
     def memory_gib_seconds(self) -> float | None:
         return None if self.memory_mib is None else self.memory_mib / 1024 * self.seconds
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"app": self.app, "function": self.function, "containers": self.containers,
                 "seconds": round(self.seconds, 3), "cpu": self.cpu, "cpu_seconds": self.cpu_seconds,
                 "memory_mib": self.memory_mib, "memory_gib_seconds": self.memory_gib_seconds,

@@ -19,6 +19,7 @@ is assembled once into ``volume-trees/.files`` and linked from every tree that h
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import logging
@@ -33,8 +34,10 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..protocol.errors import InvalidError, NotFoundError
 from ..protocol.names import check_name
@@ -61,6 +64,9 @@ GC_GRACE = float(os.environ.get("SKIFF_VOLUME_GC_GRACE", "3600"))
 MAX_CONNECTIONS = 64  # local-channel connections served at once; more fall back to HTTP
 FIRST_MESSAGE_TIMEOUT = 10.0  # seconds a local-channel connection has to show the token
 
+Entry = dict[str, Any]  # a manifest entry: {"blocks", "size", "mode"} (or, from before blocks, {"sha256", ...})
+Manifest = dict[str, Entry]  # path -> entry
+
 
 def clean_path(path: str) -> str:
     """A volume path without leading '/' or '..', or an error saying why not."""
@@ -84,7 +90,7 @@ class VolumeStore:
         self.files = self.trees / ".files"  # assembled multi-block files, by file_key
         self.files.mkdir(exist_ok=True)
         self.socket_path = home / "run" / "volume-transfer.sock"
-        self._manifests: OrderedDict[tuple[str, float, int], dict] = OrderedDict()
+        self._manifests: OrderedDict[tuple[str, float, int], Manifest] = OrderedDict()
         self._manifests_lock = threading.Lock()
         self._local: LocalTransfer | None = None
         # Garbage collection's deletions and commits take turns: a commit's blocks, checked
@@ -109,20 +115,23 @@ class VolumeStore:
                 return 0
             return row.version
 
-    def _missing(self, s, name: str) -> str:
+    def _missing(self, s: Session, name: str) -> str:
         names = list(s.scalars(select(VolumeRow.name).order_by(VolumeRow.name)))
         return f"no volume named {name!r}; volumes that exist: {', '.join(names) or 'none'}"
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[dict[str, Any]]:
         with self.store.session() as s:
             out = []
             for row in s.scalars(select(VolumeRow).order_by(VolumeRow.name)):
-                manifest = s.get(VolumeVersionRow, (row.name, row.version)).manifest
+                current = s.get(VolumeVersionRow, (row.name, row.version))
+                if current is None:
+                    continue  # deleted by another request since the rows were read
+                manifest = current.manifest
                 out.append({"name": row.name, "version": row.version, "created_at": row.created_at,
                             "files": len(manifest), "bytes": sum(e["size"] for e in manifest.values())})
             return out
 
-    def manifest(self, name: str, version: int | None = None) -> tuple[int, dict]:
+    def manifest(self, name: str, version: int | None = None) -> tuple[int, Manifest]:
         """(version, manifest) of the current or a given version. The result is shared
         with a cache (a version never changes): read it, never modify it."""
         with self.store.session() as s:
@@ -145,7 +154,7 @@ class VolumeStore:
                     self._manifests.popitem(last=False)
             return v, ver.manifest
 
-    def _checked_entry(self, path: str, entry: dict) -> dict:
+    def _checked_entry(self, path: str, entry: Entry) -> Entry:
         """A committed entry in stored form, ``{"blocks", "size", "mode"}``, once its blocks
         are known to be stored and to add up to its size; or an error saying what is wrong."""
         if not isinstance(entry, dict) or not ("blocks" in entry or "sha256" in entry) or "size" not in entry:
@@ -174,14 +183,14 @@ class VolumeStore:
                                f"{len(blocks)} block(s) of {BLOCK} bytes, the last one shorter")
         return {"blocks": blocks, "size": size, "mode": mode & 0o7777}
 
-    def commit(self, name: str, changes: dict[str, dict | None]) -> int:
+    def commit(self, name: str, changes: dict[str, Entry | None]) -> int:
         """Apply ``changes`` (path -> entry, or None to delete) on top of the current
         version; returns the new version."""
         with self._gc_lock:
             return self._commit(name, changes)
 
-    def _commit(self, name: str, changes: dict[str, dict | None]) -> int:
-        checked: dict[str, dict | None] = {}
+    def _commit(self, name: str, changes: dict[str, Entry | None]) -> int:
+        checked: dict[str, Entry | None] = {}
         for path, entry in changes.items():
             if clean_path(path) != path or not path:
                 raise InvalidError(f"volume path {path!r} must be relative and normalized")
@@ -190,7 +199,7 @@ class VolumeStore:
             row = s.get(VolumeRow, name, with_for_update=True)
             if row is None:
                 raise NotFoundError(self._missing(s, name))
-            manifest = dict(s.get(VolumeVersionRow, (name, row.version)).manifest)
+            manifest = dict(_current(s, row).manifest)
             for path, entry in checked.items():
                 if entry is None:
                     manifest.pop(path, None)
@@ -252,13 +261,13 @@ class VolumeStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def listdir(self, name: str, path: str, recursive: bool) -> list[dict]:
+    def listdir(self, name: str, path: str, recursive: bool) -> builtins.list[dict[str, Any]]:
         _, manifest = self.manifest(name)
         base = clean_path(path)
         prefix = base + "/" if base else ""
         if base in manifest:
             return [{"path": base, "type": "file", **manifest[base]}]
-        out: dict[str, dict] = {}
+        out: dict[str, dict[str, Any]] = {}
         for p, entry in sorted(manifest.items()):
             if not p.startswith(prefix):
                 continue
@@ -272,7 +281,7 @@ class VolumeStore:
             raise NotFoundError(f"volume {name!r} has no file or directory {base!r}")
         return list(out.values())
 
-    def file_blobs(self, name: str, path: str) -> list[Path]:
+    def file_blobs(self, name: str, path: str) -> builtins.list[Path]:
         """The blob files that hold a volume file's content, in order."""
         _, manifest = self.manifest(name)
         entry = manifest.get(clean_path(path))
@@ -280,11 +289,11 @@ class VolumeStore:
             raise NotFoundError(f"volume {name!r} has no file {clean_path(path)!r}")
         return [self.blobs.path(b) for b in entry_blocks(entry)]
 
-    def copy(self, name: str, sources: list[str], dest: str) -> int:
+    def copy(self, name: str, sources: builtins.list[str], dest: str) -> int:
         """Copy files (or directories) within the volume; a blob is shared, not copied."""
         _, manifest = self.manifest(name)
         dst = clean_path(dest)
-        changes: dict[str, dict | None] = {}
+        changes: dict[str, Entry | None] = {}
         for src in sources:
             entries = self.listdir(name, src, recursive=True)
             src_base = clean_path(src)
@@ -319,7 +328,7 @@ class VolumeStore:
             shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def _whole_file(self, entry: dict) -> Path:
+    def _whole_file(self, entry: Entry) -> Path:
         """A file holding the entry's whole content, to hard-link into a tree: its blob
         when it has one block, else the blocks assembled once (in the kernel, with
         ``copy_file_range``) and kept for every version that holds the same content."""
@@ -358,6 +367,13 @@ class VolumeStore:
             if self._local is None:
                 self._local = LocalTransfer(self.blobs, self.socket_path, token)
         return self.socket_path
+
+
+def _current(s: Session, row: VolumeRow) -> VolumeVersionRow:
+    """The version row of the volume's current version, which a commit never deletes."""
+    ver = s.get(VolumeVersionRow, (row.name, row.version))
+    assert ver is not None, f"volume {row.name!r} lost its current version {row.version}"
+    return ver
 
 
 def file_key(blocks: list[str]) -> str:
@@ -440,7 +456,7 @@ class LocalTransfer:
                 for fd in fds:
                     os.close(fd)
 
-    def _handle(self, conn: socket.socket, message: dict, fds: list[int]) -> None:
+    def _handle(self, conn: socket.socket, message: dict[str, Any], fds: list[int]) -> None:
         if not hmac.compare_digest(str(message.get("token", "")).encode(), self.token):
             raise InvalidError("missing or wrong API token on the local volume channel")
         op = message.get("op")
@@ -493,7 +509,7 @@ class _quiet:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, *_) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> bool:
         return exc_type is not None and issubclass(exc_type, OSError)
 
 

@@ -26,9 +26,8 @@ import os
 import stat
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 from ..protocol.errors import Error
 from ..protocol.webproto import (
@@ -43,9 +42,7 @@ from ..protocol.webproto import (
     frame,
     json_frame,
 )
-
-if TYPE_CHECKING:
-    from .scheduler import ContainerState, FunctionRunner
+from .containers import ContainerPool, ContainerState, WebLease
 
 log = logging.getLogger("skiff.web")
 
@@ -64,37 +61,12 @@ class WebError(Error):
         self.http_status = status
 
 
-@dataclass(eq=False)
-class Lease:
-    container: ContainerState
-    started: float
-    websocket: bool = False
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
-    timer: asyncio.TimerHandle | None = None
-    timed_out: bool = False
-
-
-@dataclass(eq=False)
-class WebSlots:
-    """A container's side of the balancer: its socket, and the requests it holds."""
-
-    socket: str = ""
-    ready: bool = False
-    leases: set[Lease] = field(default_factory=set)
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
-
-    @property
-    def active(self) -> int:
-        return len(self.leases)
-
-
 class WebBalancer:
-    def __init__(self, runner: FunctionRunner) -> None:
-        self.runner = runner
-        self.waiting: deque[tuple[asyncio.Future[Lease], bool]] = deque()  # (waiter, for a websocket)
+    def __init__(self, pool: ContainerPool) -> None:
+        self.pool = pool
+        self.waiting: deque[tuple[asyncio.Future[WebLease], bool]] = deque()  # (waiter, for a websocket)
         self._mean = QUICK  # recent mean seconds per request; nothing is sent ahead until one was quick
-        spec = runner.spec
+        spec = pool.spec
         self._concurrent = spec.max_concurrent_inputs > 1
         self._target = max(1, spec.target_concurrent_inputs or 1)
 
@@ -105,7 +77,7 @@ class WebBalancer:
         ahead only while they are quick, and never behind a websocket session or a
         request already running long: those would hold the queued ones up."""
         if self._concurrent:
-            return self.runner.spec.max_concurrent_inputs
+            return self.pool.spec.max_concurrent_inputs
         if self._mean >= QUICK:
             return 1
         if any(lease.websocket for lease in c.web.leases):
@@ -118,32 +90,32 @@ class WebBalancer:
 
     def _pick(self) -> ContainerState | None:
         best = None
-        for c in self.runner.containers.values():
+        for c in self.pool.containers.values():
             w = c.web
             if w.ready and not c.stopping and w.active < self.room(c) and (best is None or w.active < best.web.active):
                 best = c
         return best
 
-    def _take(self, c: ContainerState, websocket: bool) -> Lease:
+    def _take(self, c: ContainerState, websocket: bool) -> WebLease:
         loop = asyncio.get_running_loop()
-        lease = Lease(container=c, started=loop.time(), websocket=websocket)
-        lease.timer = loop.call_later(self.runner.spec.timeout, self._expire, lease)
+        lease = WebLease(container=c, started=loop.time(), websocket=websocket)
+        lease.timer = loop.call_later(self.pool.spec.timeout, self._expire, lease)
         c.web.leases.add(lease)
         c.idle_since = None
         if c.web.active > self._target:
-            self.runner.poke()  # past its target: the autoscaler may want another container
+            self.pool.poke()  # past its target: the autoscaler may want another container
         return lease
 
-    async def acquire(self, websocket: bool = False) -> Lease:
-        if self.runner.stopped:
-            raise WebError(503, f"{self.runner.spec.name}: its app has stopped")
+    async def acquire(self, websocket: bool = False) -> WebLease:
+        if self.pool.stopped:
+            raise WebError(503, f"{self.pool.spec.name}: its app has stopped")
         c = self._pick()
         if c is not None:
             return self._take(c, websocket)
-        waiter: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[WebLease] = asyncio.get_running_loop().create_future()
         entry = (waiter, websocket)
         self.waiting.append(entry)
-        self.runner.poke()
+        self.pool.poke()
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -154,7 +126,7 @@ class WebBalancer:
                     self.waiting.remove(entry)
             raise
 
-    def release(self, lease: Lease, reusable: bool) -> None:
+    def release(self, lease: WebLease, reusable: bool) -> None:
         if lease.timer is not None:
             lease.timer.cancel()
         c, w = lease.container, lease.container.web
@@ -163,8 +135,8 @@ class WebBalancer:
         w.leases.discard(lease)
         ran = lease.writer is not None or lease.timed_out  # not one handed over and given up at once
         if lease.writer is not None:
-            if reusable and not c.stopping and w.ready and len(w.idle) < POOL:
-                w.idle.append((lease.reader, lease.writer))  # type: ignore[arg-type]
+            if reusable and lease.reader is not None and not c.stopping and w.ready and len(w.idle) < POOL:
+                w.idle.append((lease.reader, lease.writer))
             else:
                 lease.writer.close()
             lease.reader = lease.writer = None
@@ -172,7 +144,7 @@ class WebBalancer:
             self._mean = 0.8 * self._mean + 0.2 * (asyncio.get_running_loop().time() - lease.started)
         if not w.leases:
             c.idle_since = time.time()
-            self.runner.poke()
+            self.pool.poke()
         self._wake()
 
     def _wake(self) -> None:
@@ -184,7 +156,7 @@ class WebBalancer:
             if not waiter.done():
                 waiter.set_result(self._take(c, websocket))
 
-    async def connect(self, lease: Lease) -> None:
+    async def connect(self, lease: WebLease) -> None:
         w = lease.container.web
         if w.idle:
             lease.reader, lease.writer = w.idle.pop()
@@ -195,7 +167,7 @@ class WebBalancer:
             raise OSError(f"{w.socket} is not a socket")
         lease.reader, lease.writer = await asyncio.open_unix_connection(w.socket)
 
-    def _expire(self, lease: Lease) -> None:
+    def _expire(self, lease: WebLease) -> None:
         """The request ran past the function's timeout: like any input, its container is
         stopped (the app cannot be interrupted otherwise), and the caller is told. On a
         @concurrent container a websocket session past it is only closed (the app sees
@@ -206,7 +178,7 @@ class WebBalancer:
         # A websocket session of a sequential container holds its only slot, and an app
         # that neither sends nor receives would never notice the session ended.
         if not lease.websocket or not self._concurrent:
-            self.runner.kill_container(lease.container, "input timed out")
+            self.pool.kill_container(lease.container, "input timed out")
 
     # -- containers ------------------------------------------------------------------------
 
@@ -232,28 +204,29 @@ class WebBalancer:
 class WebExchange:
     """One request: find a container, send the request, read the answer."""
 
-    def __init__(self, balancer: WebBalancer, head: dict, body: bytes | None) -> None:
+    def __init__(self, balancer: WebBalancer, head: dict[str, Any], body: bytes | None) -> None:
         self.balancer = balancer
-        self.name = balancer.runner.spec.name
+        self.name = balancer.pool.spec.name
         self._request = json_frame(HEAD, head) + (frame(LAST, body) if body is not None else b"")
         self._websocket = head.get("type") == "websocket"
-        self._lease: Lease | None = None
+        self._lease: WebLease | None = None
         self._sent = False
         self._header: tuple[bytes, int] | None = None  # a frame's header read before a cancellation
         self._tries = 0
 
     async def _frame(self) -> tuple[bytes, bytes]:
         """The next frame. Safe to cancel and call again: nothing read is lost."""
-        reader = self._lease.reader  # type: ignore[union-attr]
+        assert self._lease is not None and self._lease.reader is not None, "read before the request was sent"
+        reader = self._lease.reader
         if self._header is None:
-            self._header = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))  # type: ignore[union-attr]
+            self._header = FRAME_HEADER.unpack(await reader.readexactly(FRAME_HEADER.size))
         kind, size = self._header
         if size > MAX_FRAME:
             self._header = None
             self.close()
             raise WebError(502, f"{self.name}: the container sent a frame of {size} bytes, over the "
                                 f"{MAX_FRAME}-byte limit")
-        payload = await reader.readexactly(size) if size else b""  # type: ignore[union-attr]
+        payload = await reader.readexactly(size) if size else b""
         self._header = None
         return kind, payload
 
@@ -265,12 +238,13 @@ class WebExchange:
             try:
                 if self._lease.writer is None:
                     await self.balancer.connect(self._lease)
-                self._lease.writer.write(self._request)  # type: ignore[union-attr]
+                assert self._lease.writer is not None  # connect() set it, or raised
+                self._lease.writer.write(self._request)
                 self._sent = True
             except OSError as exc:  # the container went away before it took the request
                 self._retry_or_raise(exc)
 
-    async def response_head(self) -> dict:
+    async def response_head(self) -> dict[str, Any]:
         """Send the request, if not yet sent, and read the status and headers."""
         await self.send()
         try:
@@ -279,7 +253,8 @@ class WebExchange:
             raise self._failure(started=False) from None
         if kind != HEAD:
             raise self._unexpected(kind, payload)
-        return json.loads(payload)
+        head: dict[str, Any] = json.loads(payload)
+        return head
 
     async def body(self) -> AsyncIterator[tuple[bytes, bool]]:
         """The body's chunks as they arrive, each with whether it is the last."""
@@ -299,17 +274,18 @@ class WebExchange:
 
     # -- websockets ------------------------------------------------------------------------
 
-    async def websocket(self, client_messages: AsyncIterator[dict]) -> AsyncIterator[dict]:
+    async def websocket(self, client_messages: AsyncIterator[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
         """A websocket session: what the client sends goes to the app as it comes, and
         the app's messages are yielded until it ends the session."""
         await self.send()
         lease = self._lease
         assert lease is not None and lease.writer is not None
+        writer = lease.writer
 
         async def forward() -> None:
             async for msg in client_messages:
-                lease.writer.write(json_frame(WS, msg))  # type: ignore[union-attr]
-                await lease.writer.drain()  # type: ignore[union-attr]
+                writer.write(json_frame(WS, msg))
+                await writer.drain()
 
         forwarding = asyncio.create_task(forward())
         try:
@@ -347,7 +323,7 @@ class WebExchange:
         or the container died."""
         timed_out = self._lease is not None and self._lease.timed_out
         self.close()
-        timeout = self.balancer.runner.spec.timeout
+        timeout = self.balancer.pool.spec.timeout
         if timed_out:
             return WebError(504, f"{self.name}: timed out after {timeout:g} s (timeout={timeout:g})")
         return WebError(502, f"{self.name}: the container serving this request died"
@@ -365,4 +341,4 @@ class WebExchange:
         return WebError(502, f"{self.name}: unexpected {kind!r} frame from the container")
 
 
-__all__ = ["Lease", "WebBalancer", "WebError", "WebExchange", "WebSlots"]
+__all__ = ["WebBalancer", "WebError", "WebExchange"]

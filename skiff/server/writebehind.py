@@ -16,7 +16,7 @@ class WriteBehind:
     def __init__(self, name: str) -> None:
         self._name = name
         self._pending = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)

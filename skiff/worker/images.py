@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..protocol.errors import ImageBuildError
-from ..protocol.images import describe, layer_ids
+from ..protocol.images import Step, describe, layer_ids
 from .runtime.base import BuiltImage
 from .runtime.oci import RUNTIME_DIR, OciRuntime, runtime_sources
 
@@ -31,7 +32,7 @@ BUILD_DIR = "/opt/skiff-build"
 LOG_TAIL = 30
 DEBIAN_MIRROR_ENV = "SKIFF_DEBIAN_MIRROR"
 
-Event = dict  # {"type": "step"|"line"|"done"|"cached", "index": int, ...}
+Event = dict[str, Any]  # {"type": "step"|"line"|"done"|"cached", "index": int, ...}
 EventSink = Callable[[Event], None]
 
 
@@ -52,15 +53,16 @@ class ImageBuilder:
         self.blob_path = blob_path
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def cached(self, steps: list[dict]) -> BuiltImage | None:
+    def cached(self, steps: list[Step]) -> BuiltImage | None:
         """The built image if every layer exists and nothing asks for a rebuild."""
         if any(s.get("force") for s in steps):
             return None
         ids = layer_ids(steps)
-        metas = [self._read_meta(i) for i in ids]
-        if any(m is None for m in metas):
+        found = [self._read_meta(i) for i in ids]
+        metas = [m for m in found if m is not None]
+        if len(metas) != len(found):
             return None
-        return self._image(ids, metas)  # type: ignore[arg-type]
+        return self._image(ids, metas)
 
     def _read_meta(self, layer_id: str) -> _Meta | None:
         try:
@@ -73,7 +75,7 @@ class ImageBuilder:
         layers = [self.layers_dir / i / "fs" for i, m in zip(ids, metas, strict=True) if m.has_fs]
         return BuiltImage(image_id=ids[-1], layers=layers, env=metas[-1].env, workdir=metas[-1].workdir)
 
-    async def build(self, steps: list[dict], emit: EventSink) -> BuiltImage:
+    async def build(self, steps: list[Step], emit: EventSink) -> BuiltImage:
         ids = layer_ids(steps)
         metas: list[_Meta] = []
         forcing = False
@@ -94,7 +96,7 @@ class ImageBuilder:
             metas.append(meta)
         return self._image(ids, metas)
 
-    async def _build_layer(self, index: int, step: dict, layer_id: str, parent: _Meta,
+    async def _build_layer(self, index: int, step: Step, layer_id: str, parent: _Meta,
                            lower: list[Path], emit: EventSink) -> _Meta:
         tmp = Path(tempfile.mkdtemp(dir=self.layers_dir, prefix=f".tmp-{layer_id}-"))
         fs = tmp / "fs"
@@ -135,7 +137,7 @@ class ImageBuilder:
             if tmp.exists():
                 await asyncio.to_thread(shutil.rmtree, tmp, True)
 
-    async def _debootstrap(self, step: dict, fs: Path, on_line: Callable[[str], None], what: str) -> None:
+    async def _debootstrap(self, step: Step, fs: Path, on_line: Callable[[str], None], what: str) -> None:
         mmdebstrap = shutil.which("mmdebstrap")
         if mmdebstrap is None:
             raise ImageBuildError("building a debian_slim base needs mmdebstrap; scripts/setup installs it")
@@ -158,14 +160,14 @@ class ImageBuilder:
         if code != 0:
             raise ImageBuildError(_failure(what, shlex.join(cmd), code, tail))
 
-    def _copy_files(self, step: dict, fs: Path) -> None:
+    def _copy_files(self, step: Step, fs: Path) -> None:
         base = fs / step["remote_path"].lstrip("/")
         for rel, blob_id in step["files"].items():
             dest = base / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.blob_path(blob_id), dest)
 
-    async def _run_in_container(self, index: int, step: dict, lower: list[Path], fs: Path, env: dict[str, str],
+    async def _run_in_container(self, index: int, step: Step, lower: list[Path], fs: Path, env: dict[str, str],
                                 workdir: str, on_line: Callable[[str], None], tail: list[str]) -> None:
         if not lower:
             raise ImageBuildError(f"step {index + 1} ({describe(step)}) needs a base image below it")
@@ -187,7 +189,7 @@ class ImageBuilder:
         if code != 0:
             raise ImageBuildError(_failure(f"step {index + 1} ({describe(step)})", script, code, tail))
 
-    def _script(self, step: dict, scratch: Path) -> tuple[str, list[tuple[str | Path, str, bool]]]:
+    def _script(self, step: Step, scratch: Path) -> tuple[str, list[tuple[str | Path, str, bool]]]:
         kind = step["kind"]
         binds: list[tuple[str | Path, str, bool]] = [(scratch, BUILD_DIR, False)]
         if kind == "apt":

@@ -56,8 +56,10 @@ def test_other_kinds_of_endpoints(web):
     assert streamed.text == "0\n1\n2\n"
     classic = httpx.get(f"{web.url}/webtest/classic/a/b?q=1", timeout=60)
     assert classic.text == "wsgi /a/b q=1"
-    missing = httpx.get(f"{web.url}/webtest/nope", timeout=10)
-    assert missing.status_code == 404 and "/webtest/generate" in missing.text
+    missing = httpx.get(f"{web.url}/webtest/nope", timeout=10)  # a stranger learns nothing
+    assert missing.status_code == 404 and "/webtest/generate" not in missing.text
+    owner = httpx.get(f"{web.url}/webtest/nope", timeout=10, headers={"Authorization": f"Bearer {web.token()}"})
+    assert owner.status_code == 404 and "/webtest/generate" in owner.text
 
 
 def test_websockets_reach_an_asgi_app(web):

@@ -158,3 +158,59 @@ def test_server_validates_function_spec_like_the_decorator(api, live_app):
         if resp.status_code != 400:
             accepted.append(f"{bad}: {resp.status_code}")
     assert not accepted, accepted
+
+
+def test_writes_to_a_deleted_dict_or_queue_are_404_and_the_connection_stays_usable(api):
+    for kind, write in (("dicts", {"items": [["a2V5", "dmFsdWU="]]}), ("queues", {"values": ["dmFsdWU="]})):
+        assert api.post(f"/v1/{kind}/gone-{kind}", json={"create_if_missing": True}).status_code == 200
+        assert api.delete(f"/v1/{kind}/gone-{kind}").status_code == 200
+        resp = api.post(f"/v1/{kind}/gone-{kind}/put", json=write)
+        assert resp.status_code == 404 and resp.json()["code"] == "not_found", resp.text
+        assert api.get("/v1/apps").status_code == 200  # the same keep-alive connection, next request
+
+
+def test_a_version_out_of_any_range_is_404_not_a_database_error(api):
+    app = api.post("/v1/apps", json={"name": "huge-version", "kind": "deployed"}).json()
+    for version in (2**63 + 5, 2**40, -1, 0):
+        resp = api.post(f"/v1/apps/{app['app_id']}/deploy", json={"version": version})
+        assert resp.status_code == 404, (version, resp.text)
+
+
+def test_app_names_follow_the_object_name_rules(api):
+    for bad in ("", "has space", "bell\x07", "x" * 200, "-leading-dash"):
+        resp = api.post("/v1/apps", json={"name": bad})
+        assert resp.status_code == 400 and "app name" in resp.json()["message"], (bad, resp.text)
+
+
+def test_internal_secret_names_are_not_reachable(api):
+    resp = api.post("/v1/secrets", json={"name": "__proxy-wk-forged", "values": {"SECRET": "x"}})
+    assert resp.status_code == 400
+    resp = api.delete("/v1/secrets/__proxy-wk-forged")
+    assert resp.status_code == 400
+
+
+def test_a_deleted_proxy_token_stops_working_at_once(api, server):
+    app = api.post("/v1/apps", json={"name": "proxy-check"})
+    assert app.status_code == 200
+    token = api.post("/v1/proxy-tokens").json()
+    assert token["key"] in [t["key"] for t in api.get("/v1/proxy-tokens").json()["tokens"]]
+    assert api.delete(f"/v1/proxy-tokens/{token['key']}").status_code == 200
+    assert token["key"] not in [t["key"] for t in api.get("/v1/proxy-tokens").json()["tokens"]]
+    assert api.delete(f"/v1/proxy-tokens/{token['key']}").status_code == 404
+
+
+def test_unknown_web_paths_do_not_list_endpoints_to_strangers(api, server):
+    stranger = httpx.get(server.url + "/no-such-app/no-such-label")
+    assert stranger.status_code == 404 and "endpoints here" not in stranger.text
+    owner = api.get("/no-such-app/no-such-label")
+    assert owner.status_code == 404 and "endpoints here" in owner.text
+
+
+def test_the_openapi_schema_is_served_and_documents_error_codes(server):
+    schema = httpx.get(server.url + "/openapi.json").json()
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert len(operations) > 60
+    for op in operations:
+        if op.get("operationId", "").startswith("health"):
+            continue
+        assert {"401", "403", "404", "409", "422"} <= set(op["responses"]), op.get("operationId")

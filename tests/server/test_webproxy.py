@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from skiff._container.web import WebHandler
-from skiff.server.scheduler import ContainerState
+from skiff.protocol.wire import FunctionSpec
+from skiff.server.containers import ContainerPool, ContainerState
 from skiff.server.webproxy import LONG, QUICK, SEND_AHEAD, WebBalancer, WebError, WebExchange
 
 BIG = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB and 256 bytes
@@ -27,20 +27,18 @@ def served(lease):
     return lease
 
 
-class FakeRunner:
+class CountingPool(ContainerPool):
+    """A real pool, with no runner behind it: it counts what the balancer asks of one."""
+
     def __init__(self, max_inputs: int = 1, target: int = 1, timeout: float = 60) -> None:
-        self.spec = SimpleNamespace(name="fn", max_concurrent_inputs=max_inputs, target_concurrent_inputs=target,
-                                    timeout=timeout)
-        self.containers: dict[str, ContainerState] = {}
-        self.stopped = False
+        spec = FunctionSpec(name="fn", max_concurrent_inputs=max_inputs, target_concurrent_inputs=target,
+                            timeout=timeout)
         self.pokes = 0
         self.killed: list[str] = []
+        super().__init__(spec, self._count_poke, lambda c, _reason: self.killed.append(c.id))
 
-    def poke(self) -> None:
+    def _count_poke(self) -> None:
         self.pokes += 1
-
-    def kill_container(self, c: ContainerState, reason: str) -> None:
-        self.killed.append(c.id)
 
     def add(self, cid: str, balancer: WebBalancer, socket: str = "", ready: bool = True) -> ContainerState:
         c = ContainerState(id=cid)
@@ -51,9 +49,9 @@ class FakeRunner:
         return c
 
 
-def balanced(**knobs) -> tuple[FakeRunner, WebBalancer]:
-    runner = FakeRunner(**knobs)
-    return runner, WebBalancer(runner)
+def balanced(**knobs) -> tuple[CountingPool, WebBalancer]:
+    pool = CountingPool(**knobs)
+    return pool, WebBalancer(pool)
 
 
 def run(coro):

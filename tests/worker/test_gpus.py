@@ -36,18 +36,36 @@ def test_requests_match_models_and_memory():
         parse_request("A100:9")
 
 
-def test_placement_hands_out_whole_gpus_and_says_what_it_lacks():
+def test_placement_leases_whole_gpus_and_says_what_it_lacks():
     placement = LocalPlacement(capacity=8, gpus=parse_config("A100:2,L4:1"))
     woken = []
-    first = placement.take_gpus(parse_request("A100"), "f", lambda: woken.append(1))
-    second = placement.take_gpus(parse_request("A100"), "f", lambda: woken.append(1))
-    assert {first[0].index, second[0].index} == {0, 1}
-    assert placement.take_gpus(parse_request("A100"), "f", lambda: woken.append(1)) is None
-    placement.give_back_gpus(first)
-    placement.release()
+    first, second = placement.lease("f", parse_request("A100"), lambda: woken.append(1), count=2)
+    assert {first.gpus[0].index, second.gpus[0].index} == {0, 1}
+    assert placement.lease("f", parse_request("A100"), lambda: woken.append(1)) == []  # both busy
+    assert placement.lease("g", parse_request("L4"), lambda: None)[0].gpus[0].model == "L4"
+    given = list(first.gpus)
+    placement.release(first)
     assert woken == [1]
-    assert placement.take_gpus(parse_request("A100"), "f", lambda: None) == first
+    assert placement.lease("f", parse_request("A100"), lambda: None)[0].gpus == given
     with pytest.raises(InvalidError, match="needs 1 x H100 GPU, and this machine has A100, L4"):
-        placement.check_gpus(parse_request("H100"), "train")
+        placement.check(parse_request("H100"), "train")
     with pytest.raises(InvalidError, match="needs 3 x A100"):
-        placement.check_gpus(parse_request("A100:3"), "train")
+        placement.check(parse_request("A100:3"), "train")
+
+
+def test_placement_leases_at_most_its_capacity_and_asks_idle_holders_for_room():
+    placement = LocalPlacement(capacity=3)
+    asked = []
+
+    class Holder:
+        def release_idle(self, n: int) -> int:
+            asked.append(n)
+            return n
+
+    placement.register("other", Holder())
+    woken = []
+    leases = placement.lease("f", None, lambda: woken.append(1), count=5)
+    assert len(leases) == 3 and placement.used == 3
+    assert asked == [2]  # the two it was short, from the other function's idle containers
+    placement.release(leases[0])
+    assert woken == [1] and placement.used == 2

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import CursorResult, Result, Table, create_engine, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import AppRow, CallRow, ContainerRow, FunctionRow, LogRow, ScheduleRow
+from .models import AppRow, Base, CallRow, ContainerRow, FunctionRow, LogRow, ScheduleRow
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,6 +50,20 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` types every result as a
+    plain :class:`Result`; for such a statement it is a :class:`CursorResult`."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+def _table(model: type[Base]) -> Table:
+    """The model's table, for Core inserts (declarative types ``__table__`` as any FROM clause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Store:
@@ -118,7 +132,7 @@ class Store:
 
     # -- functions ----------------------------------------------------------------------
 
-    def create_function(self, function_id: str, app_id: str, name: str, spec: dict, version: int = 0) -> None:
+    def create_function(self, function_id: str, app_id: str, name: str, spec: dict[str, Any], version: int = 0) -> None:
         with self.session() as s, s.begin():
             s.add(FunctionRow(id=function_id, app_id=app_id, name=name, spec=spec, created_at=time.time(),
                               version=version))
@@ -133,11 +147,11 @@ class Store:
 
     # -- calls ---------------------------------------------------------------------------
 
-    def record_calls(self, created: list[dict], finished: list[dict]) -> None:
+    def record_calls(self, created: list[dict[str, Any]], finished: list[dict[str, Any]]) -> None:
         """New call rows, then the end of calls, in one transaction (see journal.py)."""
         with self.session() as s, s.begin():
             if created:
-                s.execute(CallRow.__table__.insert(), created)
+                s.execute(_table(CallRow).insert(), created)
             if finished:
                 s.execute(update(CallRow), finished)  # one executemany, by primary key
 
@@ -168,9 +182,9 @@ class Store:
 
     # -- logs ------------------------------------------------------------------------------
 
-    def append_logs(self, rows: list[dict]) -> None:
+    def append_logs(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s, s.begin():
-            s.execute(LogRow.__table__.insert(), rows)
+            s.execute(_table(LogRow).insert(), rows)
 
     def read_logs(self, app_id: str, after: int, limit: int = 1000) -> list[LogRow]:
         with self.session() as s:

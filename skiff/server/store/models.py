@@ -6,6 +6,8 @@ must outlive a request: apps, functions, calls, containers (the metering record)
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -33,7 +35,7 @@ class FunctionRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
-    spec: Mapped[dict] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # encode(FunctionSpec)
     created_at: Mapped[float] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the app version it belongs to
 
@@ -80,13 +82,24 @@ class LogRow(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class ProxyTokenRow(Base):
+    """A proxy auth token for web endpoints: its key, and the sha256 of its secret (the
+    secret itself is shown once, when the token is made)."""
+
+    __tablename__ = "proxy_tokens"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
 class SecretRow(Base):
     """A secret's values, Fernet-encrypted; only its key names are stored in the clear."""
 
     __tablename__ = "secrets"
 
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    keys: Mapped[list] = mapped_column(JSON)
+    keys: Mapped[list[str]] = mapped_column(JSON)
     ciphertext: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
@@ -142,7 +155,7 @@ class VolumeVersionRow(Base):
 
     volume_name: Mapped[str] = mapped_column(ForeignKey("volumes.name", ondelete="CASCADE"), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    manifest: Mapped[dict] = mapped_column(JSON)
+    manifest: Mapped[dict[str, dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float)
 
 

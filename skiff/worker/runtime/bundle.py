@@ -31,6 +31,14 @@ def mount_overlay(lower: list[Path], upper: Path, work: Path, target: Path) -> N
         raise OSError(err, f"mounting the image's overlayfs at {target} failed: {os.strerror(err)}")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (a bundle's config.json carries a token)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # it may have existed with looser bits
+
+
 def unmount(target: Path) -> None:
     _libc.umount2(str(target).encode(), MNT_DETACH)
 
@@ -47,7 +55,7 @@ def config(
     env: dict[str, str],
     cwd: str,
     binds: list[tuple[str | Path, str, bool]],
-    rlimits: list[dict],
+    rlimits: list[dict[str, str | int]],
     netns: Path | None,
     cgroups_path: str | None,
     cpu: float | None = None,

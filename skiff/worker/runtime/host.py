@@ -70,9 +70,9 @@ def _ensure_hugetlb(notes: list[str]) -> None:
         ) from exc
 
 
-def host_rlimits() -> list[dict]:
+def host_rlimits() -> list[dict[str, str | int]]:
     """The host's own limits: a container may not be given more without CAP_SYS_RESOURCE."""
-    out = []
+    out: list[dict[str, str | int]] = []
     for name, res in _RLIMITS.items():
         soft, hard = resource.getrlimit(res)
         cap = 2**63 - 1

@@ -62,7 +62,7 @@ class OciRuntime:
     def __init__(self, host: OciHost, state_dir: Path, api_socket: Path) -> None:
         self.host = host
         self.state_dir = state_dir / "containers"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._clean_leftovers()
         self.api_socket = api_socket
         self._resolv = state_dir / "resolv.conf"
@@ -92,6 +92,7 @@ class OciRuntime:
         network = ContainerNetwork(cid, self.host.slirp4netns)
         cleanup = _Cleanup(root, rootfs, cgroup, network)
         try:
+            root.mkdir(mode=0o700)  # its config.json holds the container's token
             await asyncio.to_thread(bundle.mount_overlay, req.image.layers, root / "upper", root / "work", rootfs)
             await asyncio.to_thread(cgroup.create)
             await network.create()
@@ -134,7 +135,7 @@ class OciRuntime:
             )
             if req.gpus:
                 bundle.add_devices(spec, gpus.device_nodes([g.index for g in req.gpus]))
-            (root / "config.json").write_text(json.dumps(spec))
+            bundle.write_private(root / "config.json", json.dumps(spec))
             proc = await asyncio.create_subprocess_exec(
                 self.host.binary, "run", "--bundle", str(root), cid,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -189,7 +190,7 @@ class OciRuntime:
                 rlimits=host_rlimits(), netns=None, cgroups_path=None,
             )
             spec["process"]["noNewPrivileges"] = False
-            (root / "config.json").write_text(json.dumps(spec))
+            bundle.write_private(root / "config.json", json.dumps(spec))
             proc = await asyncio.create_subprocess_exec(
                 self.host.binary, "run", "--bundle", str(root), f"build-{name}",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
