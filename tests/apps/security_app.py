@@ -59,3 +59,21 @@ def attacker(targets: dict) -> dict:
 @app.function()
 def leak_token() -> str:
     return os.environ["SKIFF_TOKEN"]
+
+
+@app.function(scaledown_window=60)
+def reach_host(port: int) -> dict:
+    """Tries the host through slirp4netns's alias for it (10.0.2.2), which leads to the
+    host's loopback, where the test listens."""
+    import socket
+
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect(("10.0.2.2", port))
+        outcome = "connected"
+    except OSError as exc:
+        outcome = type(exc).__name__
+    finally:
+        s.close()
+    return {"outcome": outcome, "container_id": os.environ["SKIFF_CONTAINER_ID"]}

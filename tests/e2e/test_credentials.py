@@ -95,3 +95,33 @@ def test_files_with_credentials_or_data_are_private(victim_app):
             if (name in ("token", "secret.key") or name.startswith(("skiff.db", "server.log"))) and _mode(path) & 0o077:
                 wrong.append(f"{path}: {oct(_mode(path))}")
     assert not wrong, "\n".join(wrong[:20])
+
+
+def test_a_container_is_fenced_off_the_hosts_own_addresses(client_env):
+    """Its network namespace refuses every address the host holds (checked from the host,
+    without sending anything there) and slirp's alias for the host's loopback, where this
+    test listens."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    if httpx.get(client_env.url + "/v1/health").json()["runtime"] != "oci":
+        pytest.skip("the process runtime has no network isolation")
+    from skiff.worker.runtime.network import host_addresses
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        with security_app.app.run(show_logs=False):
+            got = security_app.reach_host.remote(listener.getsockname()[1])
+            netns = "skiff-" + got["container_id"][-12:]
+            rules = subprocess.run(["ip", "netns", "exec", netns, "nft", "list", "table", "inet", "skiff_isolation"],
+                                   capture_output=True, text=True)
+    finally:
+        listener.close()
+    assert got["outcome"] == "ConnectionRefusedError", got
+    assert rules.returncode == 0, rules.stderr
+    for address in host_addresses() + ["10.0.2.2"]:
+        assert address in rules.stdout, (address, rules.stdout)

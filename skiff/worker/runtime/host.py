@@ -35,6 +35,7 @@ class OciHost:
     cgroup_version: int
     ca_bundle: str | None
     slirp4netns: str | None
+    nft: str | None = None  # fences a container's network off the host's own addresses
     notes: list[str] = field(default_factory=list)  # what was done to this host, for the user
 
     @property
@@ -99,7 +100,12 @@ def probe(preferred: str | None = None) -> OciHost:
         notes.append(f"the host's CA bundle {ca} is mounted into containers for outbound HTTPS")
     else:
         notes.append("no host CA bundle found: outbound HTTPS from containers will fail certificate checks")
-    slirp = shutil.which("slirp4netns")
+    slirp, nft = shutil.which("slirp4netns"), shutil.which("nft")
     if slirp is None:
         notes.append("slirp4netns is missing: containers get a network namespace with loopback only")
-    return OciHost(binary=binary, cgroup_version=_cgroup_version(), ca_bundle=ca, slirp4netns=slirp, notes=notes)
+    elif nft is None:
+        slirp = None  # a network that could reach the host's own addresses is worse than none
+        notes.append("nft (nftables) is missing: containers get loopback only, since nothing could keep "
+                     "them off the host's addresses; install nftables (scripts/setup does) for a network")
+    return OciHost(binary=binary, cgroup_version=_cgroup_version(), ca_bundle=ca, slirp4netns=slirp, nft=nft,
+                   notes=notes)

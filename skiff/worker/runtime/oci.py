@@ -89,7 +89,7 @@ class OciRuntime:
         root = self.state_dir / cid
         rootfs = root / "rootfs"
         cgroup = ContainerCgroup(cid, self.host.cgroup_version, req.memory_mib)
-        network = ContainerNetwork(cid, self.host.slirp4netns)
+        network = ContainerNetwork(cid, self.host.slirp4netns, self.host.nft)
         cleanup = _Cleanup(root, rootfs, cgroup, network)
         try:
             root.mkdir(mode=0o700)  # its config.json holds the container's token
