@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..protocol import VERSION as __version__
@@ -119,6 +122,7 @@ def build_app(
 
     app = FastAPI(title="skiff", version=__version__, lifespan=lifespan)
     app.add_middleware(InternalErrors)
+    app.add_middleware(AllowedMethods)
     app.state.token = token
     for router in routers:
         app.include_router(router)
@@ -148,6 +152,14 @@ def build_app(
         return JSONResponse({"code": "invalid", "message": f"a number in the request is out of range: {exc}"},
                             status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own refusals (a body that is not JSON, a method a path lacks), in
+        the same ErrorBody as every other error."""
+        code = {400: "invalid", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid")
+        return JSONResponse({"code": code, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
@@ -156,6 +168,35 @@ def build_app(
         return JSONResponse({"code": "invalid", "message": f"malformed request: {problems}"}, status_code=422)
 
     return ServerApp(app, Gateway(lambda: app.state.control))
+
+
+class AllowedMethods:
+    """A 405 names every method the path has (Starlette names only the first route's),
+    as the API's schema lists them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._paths: list[tuple[re.Pattern[str], list[str]]] | None = None
+
+    def _allowed(self, api: FastAPI, path: str) -> list[str]:
+        if self._paths is None:
+            self._paths = [(compile_path(template)[0], sorted(m.upper() for m in ops))
+                           for template, ops in api.openapi()["paths"].items()]
+        return sorted({m for pattern, methods in self._paths if pattern.match(path) for m in methods})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def fix_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = self._allowed(scope["app"], scope["path"])
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", ", ".join(methods).encode())]}
+            await send(message)
+
+        await self.app(scope, receive, fix_allow)
 
 
 class InternalErrors:

@@ -9,7 +9,7 @@ from ...protocol.errors import NotFoundError
 from ...protocol.wire import API_PREFIX, BlobsMissing
 from ..blobs import check_blob_id
 from ..control import ControlPlane
-from .deps import ERRORS, control, require_token, wire
+from .deps import BYTES, ERRORS, control, require_token, wire
 
 router = APIRouter(prefix=API_PREFIX + "/blobs", dependencies=[Depends(require_token)], responses=ERRORS)
 
@@ -29,7 +29,7 @@ async def put_blob(blob_id: str, request: Request, cp: ControlPlane = Depends(co
     return wire(None)
 
 
-@router.get("/{blob_id}")
+@router.get("/{blob_id}", responses=BYTES)
 async def get_blob(blob_id: str, cp: ControlPlane = Depends(control)) -> Response:
     path = cp.blobs.path(blob_id)
     if not path.exists():

@@ -46,6 +46,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# A route whose answer is raw bytes (a blob, a file, a batch of blocks).
+BYTES: dict[int | str, dict[str, Any]] = {200: {"description": "the bytes", "content": {"application/octet-stream": {}}}}
+
+
 async def control(request: Request) -> ControlPlane:
     cp: ControlPlane = request.app.state.control  # set by main.py at start-up
     return cp

@@ -27,7 +27,7 @@ from ...protocol.wire import (
 )
 from ..blobs import check_blob_id
 from ..control import ControlPlane
-from .deps import ERRORS, control, require_token, wire
+from .deps import BYTES, ERRORS, control, require_token, wire
 
 router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)], responses=ERRORS)
 
@@ -242,7 +242,7 @@ async def volume_blobs_local(request: Request, cp: ControlPlane = Depends(contro
     return {"socket": str(path)}
 
 
-@router.get("/volume-blobs/{blob_id}")
+@router.get("/volume-blobs/{blob_id}", responses=BYTES)
 async def volume_blob_get(blob_id: str, cp: ControlPlane = Depends(control)) -> Response:
     path = cp.volumes.blobs.path(blob_id)
     if not await asyncio.to_thread(path.exists):
@@ -283,7 +283,7 @@ async def volume_blobs_upload(request: Request, cp: ControlPlane = Depends(contr
     return {"stored": len(blobs)}
 
 
-@router.post("/volume-blobs/download")
+@router.post("/volume-blobs/download", responses=BYTES)
 async def volume_blobs_download(body: BlobsMissing, cp: ControlPlane = Depends(control)) -> Response:
     """Many small blobs in one response: a body made by
     ``skiff._volume_transfer.pack_blobs`` with a header ``{"sizes": [...]}``, the blobs in
@@ -309,7 +309,7 @@ async def volume_blobs_download(body: BlobsMissing, cp: ControlPlane = Depends(c
     return Response(await asyncio.to_thread(read), media_type="application/octet-stream")
 
 
-@router.get("/volumes/{name}/file")
+@router.get("/volumes/{name}/file", responses=BYTES)
 async def volume_file(name: str, path: str, cp: ControlPlane = Depends(control)) -> Response:
     blobs = await _run(cp, cp.volumes.file_blobs, name, path)
     if len(blobs) == 1:
