@@ -16,3 +16,11 @@ def crashes_on(x: int, fatal: int, times: int, log_name: str) -> int:
     if x == fatal and tries[x] <= times:
         os._exit(137)  # as if killed: the runtime is PID 1 in its container, which SIGKILL spares
     return x * 2
+
+
+warm = skiff.App("fault-tests-warm")
+
+
+@warm.function(min_containers=2)
+def idle() -> int:
+    return os.getpid()

@@ -20,6 +20,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -104,6 +105,22 @@ class ContainerNetwork:
         _, err = await proc.communicate(rules.encode())
         if proc.returncode != 0:
             raise RuntimeError(f"could not fence the container's network off the host: {err.decode().strip()}")
+
+    def remove_leftover(self) -> None:
+        """What a server that died left of this namespace: its slirp4netns (which outlives
+        the server, in a session of its own) and the namespace itself."""
+        target = str(self.path).encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"slirp4netns") and target in argv:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "delete", self.name], capture_output=True)
 
     async def remove(self) -> None:
         if self._slirp is not None and self._slirp.returncode is None:

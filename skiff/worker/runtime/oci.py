@@ -69,11 +69,18 @@ class OciRuntime:
         self._resolv.write_text(f"nameserver {DNS_SERVER}\n")
 
     def _clean_leftovers(self) -> None:
-        """Containers of a server that died are gone, but their mounts may not be."""
+        """A server that died (even by SIGKILL) left its containers running, with their
+        mounts, network namespaces, slirp4netns processes and cgroups: stop and remove
+        each, found by the bundles under this server's own state directory (other skiff
+        servers on the machine keep theirs)."""
         for root in self.state_dir.iterdir():
+            cid = root.name
+            subprocess.run([self.host.binary, "kill", cid, "KILL"], capture_output=True)
+            subprocess.run([self.host.binary, "delete", "-f", cid], capture_output=True)
             for merged in sorted(root.glob("volumes/*/merged")) + [root / "rootfs"]:
                 bundle.unmount(merged)
-            subprocess.run([self.host.binary, "delete", "-f", root.name], capture_output=True)
+            ContainerNetwork(cid, self.host.slirp4netns, self.host.nft).remove_leftover()
+            ContainerCgroup(cid, self.host.cgroup_version, None).remove()
             shutil.rmtree(root, ignore_errors=True)
 
     def _common_binds(self) -> list[tuple[str | Path, str, bool]]:
