@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._volume_transfer import LocalChannel
 
 _client: Client | None = None
+IDLE_EXPIRY_S = 20.0  # seconds a kept-alive connection may idle; the server keeps them 75 s
 
 
 class Client:
@@ -124,7 +125,9 @@ class HttpxClient(Client):
             # costs ~30 ms of every command's start. Redirects are not followed.
             verify=self.server_url.startswith("https://"),
             timeout=httpx.Timeout(90.0, connect=5.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # Idle connections are dropped here well before the server's keep-alive timeout
+            # (KEEP_ALIVE_S there), so a request never goes out on one the server is closing.
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=IDLE_EXPIRY_S),
         )
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
@@ -136,7 +139,14 @@ class HttpxClient(Client):
         if timeout is not None:
             kwargs["timeout"] = timeout
         try:
-            resp = await self._http.request(method, path, **kwargs)
+            try:
+                resp = await self._http.request(method, path, **kwargs)
+            except httpx.RemoteProtocolError:
+                if method != "GET":
+                    raise
+                # The server closed a kept-alive connection as it was reused, before
+                # reading the request: a read is safe to send again once.
+                resp = await self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise ConnectionError(_unreachable(self.server_url)) from exc
         except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
@@ -338,51 +339,119 @@ class VolumeCopy:
 
 
 # -- encoding ---------------------------------------------------------------------------
+# Messages are plain dataclasses; their JSON forms are built by functions compiled once per
+# type (``dataclasses.asdict`` deep-copies every value, which costs more than the round
+# trip on the hot paths: a map moves tens of thousands of these a second).
+
+Codec = Callable[[Any], Any]
 
 
 def encode(msg: Any) -> dict[str, Any]:
     """A wire message as JSON-ready data."""
-    return dataclasses.asdict(msg)
+    result: dict[str, Any] = _encoder(type(msg))(msg)
+    return result
 
 
 def decode(cls: type[T], data: Any) -> T:
     """The message ``cls`` from its JSON form, nested messages rebuilt; fields it does not
     know are dropped, so an older reader accepts a newer writer's messages."""
-    return typing.cast(T, _convert(cls, data))
+    return typing.cast(T, _decoder(cls)(data))
 
 
-_hints: dict[type, dict[str, Any]] = {}
+_encoders: dict[Any, Codec] = {}
+_decoders: dict[Any, Codec] = {}
 
 
-def _fields(cls: type) -> dict[str, Any]:
-    hints = _hints.get(cls)
-    if hints is None:
-        names = {f.name for f in dataclasses.fields(cls)}
-        hints = _hints[cls] = {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
-    return hints
-
-
-def _convert(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError(f"{tp.__name__} must be a JSON object, got {type(value).__name__}")
-        hints = _fields(tp)
-        return tp(**{k: _convert(hints[k], v) for k, v in value.items() if k in hints})
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(inner[0], value) if len(inner) == 1 else value
-    if origin is list and isinstance(value, list):
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_convert(item, v) for v in value] if _is_message(item) else list(value)
-    if origin is dict and isinstance(value, dict):
-        _key, item = typing.get_args(tp) or (Any, Any)
-        return {k: _convert(item, v) for k, v in value.items()} if _is_message(item) else dict(value)
+def _identity(value: Any) -> Any:
     return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+
+
+def _encoder(tp: Any) -> Codec:
+    found = _encoders.get(tp)
+    if found is None:
+        found = _encoders[tp] = _make_encoder(tp)
+    return found
+
+
+def _make_encoder(tp: Any) -> Codec:
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        fields = [(name, _field_encoder(hint)) for name, hint in _hints(tp).items()]
+
+        def message(value: Any) -> dict[str, Any]:
+            return {name: enc(getattr(value, name)) for name, enc in fields}
+
+        return message
+    return _field_encoder(tp)
+
+
+def _field_encoder(tp: Any) -> Codec:
+    if tp is Any:
+        return _copy_json  # may hold anything, messages included
+    if not _is_message(tp):
+        return _identity  # already JSON: numbers, text, and lists and dicts of them
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return lambda value: _encoder(tp)(value)
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (Union, types.UnionType):
+        inner = _field_encoder(args[0]) if len(args) == 1 else _copy_json
+        return lambda value: None if value is None else inner(value)
+    if origin is list:
+        item = _field_encoder(args[0])
+        return lambda value: [item(v) for v in value]
+    if origin is dict:
+        item = _field_encoder(args[1])
+        return lambda value: {k: item(v) for k, v in value.items()}
+    return _copy_json
+
+
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_copy_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy_json(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return encode(value)
+    return value
+
+
+def _decoder(tp: Any) -> Codec:
+    found = _decoders.get(tp)
+    if found is None:
+        found = _decoders[tp] = _make_decoder(tp)
+    return found
+
+
+def _make_decoder(tp: Any) -> Codec:
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        cls = tp
+        fields = {name: (_decoder(hint) if _is_message(hint) else _identity) for name, hint in _hints(tp).items()}
+
+        def message(value: Any) -> Any:
+            if isinstance(value, cls):
+                return value
+            if not isinstance(value, dict):
+                raise ValueError(f"{cls.__name__} must be a JSON object, got {type(value).__name__}")
+            return cls(**{k: fields[k](v) for k, v in value.items() if k in fields})
+
+        return message
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (Union, types.UnionType):
+        inner = _decoder(args[0]) if len(args) == 1 else _identity
+        return lambda value: None if value is None else inner(value)
+    if origin is list:
+        item = _decoder(args[0])
+        return lambda value: [item(v) for v in value] if isinstance(value, list) else value
+    if origin is dict:
+        item = _decoder(args[1])
+        return lambda value: {k: item(v) for k, v in value.items()} if isinstance(value, dict) else value
+    return _identity
 
 
 def _is_message(tp: Any) -> bool:

@@ -36,6 +36,7 @@ from ..protocol.wire import (
     InputItem,
     LogBatch,
     LogEntry,
+    encode,
 )
 from ..retries import Retries
 from .auth import Credentials
@@ -221,11 +222,11 @@ class ControlPlane:
         image = await self.prepare(spec)
         function_id = new_id("fu")
         if version:
-            await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec), version)
+            await self.store.run(self.store.create_function, function_id, app_id, spec.name, encode(spec), version)
             return function_id
         runner = FunctionRunner(self.ctx, function_id, app_id, spec, image) if not spec.is_template else None
         try:
-            await self.store.run(self.store.create_function, function_id, app_id, spec.name, asdict(spec))
+            await self.store.run(self.store.create_function, function_id, app_id, spec.name, encode(spec))
         except BaseException:
             if runner is not None:
                 await runner.stop("the function could not be recorded")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ..protocol import config
 from ..protocol import payload as wire_payload
 from ..protocol.errors import InvalidError, NotFoundError
-from ..protocol.wire import AppInfo, AutoscalerSettings, FunctionSpec, Payload, decode
+from ..protocol.wire import AppInfo, AutoscalerSettings, FunctionSpec, Payload, decode, encode
 from .ids import new_id
 from .scheduler import FunctionRunner
 from .store import Store
@@ -219,6 +219,4 @@ class Deployments:
 
 
 def _as_dict(spec: FunctionSpec) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(spec)
+    return encode(spec)

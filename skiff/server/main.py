@@ -231,6 +231,10 @@ class InternalErrors:
             await send({"type": "http.response.body", "body": body.encode()})
 
 
+# Seconds an idle keep-alive connection is kept. Longer than clients keep theirs (the SDK's
+# IDLE_EXPIRY_S), so a client never sends on a connection the server is closing: with
+# uvicorn's 5 s default, a client pool idling about as long lost requests to that race.
+KEEP_ALIVE_S = 75
 API_PATHS = ("/v1/", "/openapi.json")  # the API's; every other path is a web endpoint's
 
 
@@ -283,6 +287,7 @@ def serve(host: str, port: int, *, log_level: str = "info") -> None:
     unix.bind(str(path))
     os.chmod(path, 0o666)  # containers run as their own root; the token still guards every route
     cfg = uvicorn.Config(app, log_level="warning", access_log=False, loop="uvloop", http="httptools",
+                         timeout_keep_alive=KEEP_ALIVE_S,
                          timeout_graceful_shutdown=2)
 
     class Server(uvicorn.Server):

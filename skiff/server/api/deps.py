@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from ...protocol.wire import ErrorBody
+from ...protocol.wire import ErrorBody, encode
 from ..auth import Principal, authorize
 from ..control import ControlPlane
 
@@ -78,9 +77,9 @@ def wire(obj: M | list[M] | None) -> Response:
     slower generic encoder on the hot paths."""
     body: list[dict[str, Any]] | dict[str, Any]
     if isinstance(obj, list):
-        body = [asdict(o) for o in obj]
+        body = [encode(o) for o in obj]
     elif obj is None:
         body = {}
     else:
-        body = asdict(obj)
+        body = encode(obj)
     return Response(content=_dumps(body), media_type="application/json")
