@@ -10,7 +10,7 @@ from .app import App
 from .cls import Cls
 from .functions import Function
 from .protocol import payload as wire_payload
-from .protocol.wire import FunctionCreate, encode
+from .protocol.wire import AppCreate, AppDeploy, FunctionCreate, encode
 
 
 async def deploy_app(app: App, name: str | None = None, show_progress: bool = True) -> dict[str, Any]:
@@ -21,7 +21,7 @@ async def deploy_app(app: App, name: str | None = None, show_progress: bool = Tr
         from .exception import InvalidError
 
         raise InvalidError("a deployed app needs a name: skiff.App('my-app') or `skiff deploy --name my-app`")
-    info = await client.request("POST", "/apps", json={"name": app_name, "kind": "deployed"})
+    info = await client.request("POST", "/apps", json=encode(AppCreate(name=app_name, kind="deployed")))
     app_id, version = info["app_id"], info["version"]
     targets: list[Function | Cls] = [*app.registered_functions.values(), *app.registered_classes.values()]
     for target in targets:
@@ -32,5 +32,5 @@ async def deploy_app(app: App, name: str | None = None, show_progress: bool = Tr
             else:
                 spec.class_params = wire_payload.inline({})
         await client.request("POST", "/functions", json=encode(FunctionCreate(app_id=app_id, spec=spec, version=version)))
-    live: dict[str, Any] = await client.request("POST", f"/apps/{app_id}/deploy", json={"version": version})
+    live: dict[str, Any] = await client.request("POST", f"/apps/{app_id}/deploy", json=encode(AppDeploy(version=version)))
     return live

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .protocol.names import check_name
+from .protocol.wire import Ensure, encode
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -29,7 +30,7 @@ class NamedObject:
         from ._client import get_client
 
         client = await get_client()
-        result = await client.request("POST", f"/{self._route}/{self.name}", json={"create_if_missing": self._create})
+        result = await client.request("POST", f"/{self._route}/{self.name}", json=encode(Ensure(create_if_missing=self._create)))
         self._resolved = True
         return result or {}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,11 +22,15 @@ from .image import Image
 from .protocol import payload as wire_payload
 from .protocol import serialization as ser
 from .protocol.wire import (
+    AppCreate,
+    BlobsMissing,
     FunctionCreate,
     FunctionCreated,
     FunctionSpec,
+    ImageCreate,
     LocalMountSpec,
     Payload,
+    SecretCreate,
     SecretRef,
     VolumeRef,
     decode,
@@ -44,7 +49,7 @@ def in_container() -> bool:
 async def _upload_mount(client: Client, mount: _mount.CodeMount) -> dict[str, str]:
     manifest = await asyncio.to_thread(mount.manifest)
     blob_ids = sorted({sha for sha, _ in manifest.values()})
-    missing = set((await client.request("POST", "/blobs/missing", json={"blob_ids": blob_ids}))["blob_ids"])
+    missing = set((await client.request("POST", "/blobs/missing", json=encode(BlobsMissing(blob_ids=blob_ids))))["blob_ids"])
     for sha, path in manifest.values():
         if sha in missing:
             await client.request("PUT", f"/blobs/{sha}", content=path.read_bytes())
@@ -57,7 +62,7 @@ async def _upload_files(client: Client, files: list[tuple[str, str]]) -> None:
     wanted = sorted({sha for sha, _ in files})
     if not wanted:
         return
-    missing = set((await client.request("POST", "/blobs/missing", json={"blob_ids": wanted}))["blob_ids"])
+    missing = set((await client.request("POST", "/blobs/missing", json=encode(BlobsMissing(blob_ids=wanted))))["blob_ids"])
     for sha, path in files:
         if sha in missing:
             data = await asyncio.to_thread(Path(path).read_bytes)
@@ -69,7 +74,7 @@ async def build_image(client: Client, image: Image, *, show_progress: bool = Tru
     """Make sure the server has ``image`` built, showing the build live; returns its id."""
     await _upload_files(client, list(image._local_files))
     steps = image.to_wire()
-    status = await client.request("POST", "/images", json={"steps": steps})
+    status = await client.request("POST", "/images", json=encode(ImageCreate(steps=steps)))
     image_id: str = status["image_id"]
     if status["status"] == "ready":
         return image_id
@@ -115,8 +120,9 @@ async def function_spec(client: Client, fn: Function | Cls, app_id: str, show_pr
     for i, secret in enumerate(opts.secrets):
         name = secret.name
         if name is None:  # an inline secret: stored (encrypted) by the server, referred to by name
-            name = f"__inline-{app_id}-{fn.tag}-{i}"
-            await client.request("POST", "/secrets", json={"name": name, "values": secret._values, "overwrite": True})
+            name = f"__inline-{app_id}-{re.sub(r'[^A-Za-z0-9._-]', '-', fn.tag)}-{i}"[:200]
+            values = secret._values or {}  # an inline secret always has values; the server refuses none
+            await client.request("POST", "/secrets", json=encode(SecretCreate(name=name, values=values, overwrite=True)))
         spec.secrets.append(SecretRef(name=name, required_keys=secret.required_keys))
     for mount_path, vol in opts.volumes.items():
         await vol._ensure()
@@ -198,7 +204,7 @@ class RunningApp:
         if runtime == "oci" and any(t.options.image is None for t in targets):
             # Functions without image= run in the default image: show its first build too.
             await build_image(client, Image.debian_slim(), show_progress=self.show_logs)
-        info = await client.request("POST", "/apps", json={"name": self.app.name or "ephemeral-app", "kind": "ephemeral"})
+        info = await client.request("POST", "/apps", json=encode(AppCreate(name=self.app.name or "ephemeral-app")))
         self.app_id = info["app_id"]
         self._heartbeat_interval = info["heartbeat_interval"]
         # Heartbeats start first: building an image can take minutes.

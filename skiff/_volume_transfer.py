@@ -64,6 +64,7 @@ from .protocol.volumes import (
     send_message,
     unpack_blobs,
 )
+from .protocol.wire import BlobsMissing, encode
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -191,7 +192,7 @@ async def upload_files(client: Client, files: list[tuple[Path, dict[str, Any]]],
     missing: set[str] = set()
     for i in range(0, len(wanted), 10_000):
         part = wanted[i:i + 10_000]
-        missing |= set((await client.request("POST", "/volume-blobs/missing", json={"blob_ids": part}))["blob_ids"])
+        missing |= set((await client.request("POST", "/volume-blobs/missing", json=encode(BlobsMissing(blob_ids=part))))["blob_ids"])
     small: list[tuple[str, Path, int]] = []
     large: list[tuple[str, Path, int, int]] = []
     for path, entry in files:
@@ -313,7 +314,7 @@ async def download_files(client: Client, files: list[tuple[dict[str, Any], Path]
         small = [job for job in jobs if job[3] < SMALL_FILE and job[1] == 0]
         large = [job for job in jobs if not (job[3] < SMALL_FILE and job[1] == 0)]
         for batch in _batches(small):
-            body = await client.request("POST", "/volume-blobs/download", json={"blob_ids": [j[2] for j in batch]})
+            body = await client.request("POST", "/volume-blobs/download", json=encode(BlobsMissing(blob_ids=[j[2] for j in batch])))
             await asyncio.to_thread(_write_batch, body, batch)
             if on_bytes:
                 on_bytes(sum(j[3] for j in batch))

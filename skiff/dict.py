@@ -16,6 +16,7 @@ from typing import Any
 from ._object import NamedObject
 from ._sync import dual
 from .protocol import serialization as ser
+from .protocol.wire import DictKey, DictPut, encode
 
 __all__ = ["Dict"]
 
@@ -33,7 +34,7 @@ class Dict(NamedObject):
     @dual
     async def get(self, key: Any, default: Any = None) -> Any:
         client = await self._client()
-        res = await client.request("POST", f"/dicts/{self.name}/get", json={"key": ser.b64(ser.serialize(key))})
+        res = await client.request("POST", f"/dicts/{self.name}/get", json=encode(DictKey(key=ser.b64(ser.serialize(key)))))
         return ser.deserialize(ser.unb64(res["value"])) if res["found"] else default
 
     @dual
@@ -42,7 +43,7 @@ class Dict(NamedObject):
         Returns whether the value was written."""
         client = await self._client()
         item = [ser.b64(ser.serialize(key)), ser.b64(ser.serialize(value))]
-        res = await client.request("POST", f"/dicts/{self.name}/put", json={"items": [item], "skip_if_exists": skip_if_exists})
+        res = await client.request("POST", f"/dicts/{self.name}/put", json=encode(DictPut(items=[item], skip_if_exists=skip_if_exists)))
         written: int = res["written"]
         return written == 1
 
@@ -51,12 +52,12 @@ class Dict(NamedObject):
         items = {**(other or {}), **kwargs}
         client = await self._client()
         body = [[ser.b64(ser.serialize(k)), ser.b64(ser.serialize(v))] for k, v in items.items()]
-        await client.request("POST", f"/dicts/{self.name}/put", json={"items": body})
+        await client.request("POST", f"/dicts/{self.name}/put", json=encode(DictPut(items=body)))
 
     @dual
     async def pop(self, key: Any, default: Any = _MISSING) -> Any:
         client = await self._client()
-        res = await client.request("POST", f"/dicts/{self.name}/pop", json={"key": ser.b64(ser.serialize(key))})
+        res = await client.request("POST", f"/dicts/{self.name}/pop", json=encode(DictKey(key=ser.b64(ser.serialize(key)))))
         if res["found"]:
             return ser.deserialize(ser.unb64(res["value"]))
         if default is _MISSING:
@@ -66,7 +67,7 @@ class Dict(NamedObject):
     @dual
     async def contains(self, key: Any) -> bool:
         client = await self._client()
-        res = await client.request("POST", f"/dicts/{self.name}/get", json={"key": ser.b64(ser.serialize(key))})
+        res = await client.request("POST", f"/dicts/{self.name}/get", json=encode(DictKey(key=ser.b64(ser.serialize(key)))))
         found: bool = res["found"]
         return found
 

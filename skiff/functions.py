@@ -27,6 +27,7 @@ from .exception import ExecutionError, InvalidError, OutputExpiredError, Timeout
 from .protocol import payload as wire_payload
 from .protocol import serialization as ser
 from .protocol.wire import (
+    AutoscalerSettings,
     CallCreate,
     CallCreated,
     CallInputs,
@@ -203,10 +204,10 @@ class Function:
         embed.update_autoscaler(min_containers=2, max_containers=10)
         ```
         """
-        settings = {"min_containers": min_containers, "max_containers": max_containers,
-                    "buffer_containers": buffer_containers, "scaledown_window": scaledown_window}
+        settings = AutoscalerSettings(min_containers=min_containers, max_containers=max_containers,
+                                      buffer_containers=buffer_containers, scaledown_window=scaledown_window)
         client = await _client()
-        await client.request("POST", f"/functions/{await self._resolve_id()}/autoscaler", json=settings)
+        await client.request("POST", f"/functions/{await self._resolve_id()}/autoscaler", json=encode(settings))
 
     @dual
     async def get_current_stats(self) -> FunctionStats:

@@ -17,6 +17,7 @@ from typing import Any
 from ._object import NamedObject
 from ._sync import dual
 from .protocol import serialization as ser
+from .protocol.wire import QueuePut, encode
 
 __all__ = ["Queue"]
 
@@ -43,8 +44,8 @@ class Queue(NamedObject):
 
     async def _put(self, vs: list[Any], partition: str | None) -> None:
         client = await self._client()
-        body = {"values": [ser.b64(ser.serialize(v)) for v in vs], "partition": partition or ""}
-        await client.request("POST", f"/queues/{self.name}/put", json=body)
+        body = QueuePut(values=[ser.b64(ser.serialize(v)) for v in vs], partition=partition or "")
+        await client.request("POST", f"/queues/{self.name}/put", json=encode(body))
 
     async def _get(self, n: int, block: bool, timeout: float | None, partition: str | None) -> list[Any]:
         client = await self._client()

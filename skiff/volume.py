@@ -33,6 +33,7 @@ from ._sync import dual, run_sync
 from ._volume_transfer import download_files, store_files, upload_files
 from .exception import InvalidError
 from .protocol.volumes import entry_blocks, file_entry
+from .protocol.wire import VolumeCommit, VolumeCopy, encode
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -97,7 +98,7 @@ class Volume(NamedObject):
         if not changes:
             return
         await upload_files(client, [(mount.path / p, e) for p, e in changes.items() if e])
-        res = await client.request("POST", f"/volumes/{self.name}/commit", json={"changes": changes})
+        res = await client.request("POST", f"/volumes/{self.name}/commit", json=encode(VolumeCommit(changes=changes)))
         latest = await client.request("GET", f"/volumes/{self.name}/manifest", params={"version": res["version"]})
         mount.version, mount.manifest, mount.since = res["version"], latest["manifest"], time.time()
 
@@ -154,12 +155,12 @@ class Volume(NamedObject):
         is_dir = not (len(entries["entries"]) == 1 and entries["entries"][0]["path"] == path.strip("/"))
         if is_dir and not recursive:
             raise InvalidError(f"{path} is a directory; pass recursive=True to remove it and its files")
-        await client.request("POST", f"/volumes/{self.name}/commit", json={"changes": {path.strip("/"): None}})
+        await client.request("POST", f"/volumes/{self.name}/commit", json=encode(VolumeCommit(changes={path.strip("/"): None})))
 
     @dual
     async def copy_files(self, src_paths: list[str], dst_path: str) -> None:
         client = await self._client()
-        await client.request("POST", f"/volumes/{self.name}/copy", json={"sources": src_paths, "dest": dst_path})
+        await client.request("POST", f"/volumes/{self.name}/copy", json=encode(VolumeCopy(sources=src_paths, dest=dst_path)))
 
     def batch_upload(self, force: bool = False) -> _BatchUpload:
         """Upload local files in one commit.
@@ -215,8 +216,8 @@ class _BatchUpload:
                 raise InvalidError(f"{clash[0]} already exists in volume {self.volume.name!r}; use batch_upload(force=True)")
         remotes = list(self._files)
         entries = await store_files(client, [self._files[r] for r in remotes])
-        changes = dict(zip(remotes, entries, strict=True))
-        res = await client.request("POST", f"/volumes/{self.volume.name}/commit", json={"changes": changes})
+        changes: dict[str, dict[str, Any] | None] = dict(zip(remotes, entries, strict=True))
+        res = await client.request("POST", f"/volumes/{self.volume.name}/commit", json=encode(VolumeCommit(changes=changes)))
         version: int = res["version"]
         return version
 

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from .._client import get_client
+from ..protocol.wire import SecretCreate, encode
 from ..secret import parse_dotenv
 from ._common import call, table
 
@@ -41,7 +42,7 @@ def create(name: str, pairs: tuple[str, ...], dotenv: str | None, force: bool) -
         raise click.UsageError("give at least one KEY=VALUE or --from-dotenv FILE")
 
     async def do() -> None:
-        await (await get_client()).request("POST", "/secrets", json={"name": name, "values": values, "overwrite": force})
+        await (await get_client()).request("POST", "/secrets", json=encode(SecretCreate(name=name, values=values, overwrite=force)))
 
     call(do())
     click.echo(f"created secret {name} with keys {', '.join(sorted(values))}")

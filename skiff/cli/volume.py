@@ -17,6 +17,7 @@ import click
 
 from .._client import get_client
 from .._volume_transfer import download_files, store_files
+from ..protocol.wire import VolumeCommit, encode
 from ..volume import Volume
 from ._common import call, table
 
@@ -85,8 +86,8 @@ def put(name: str, local_path: str, remote_path: str, force: bool) -> None:
         with _progress(f"put {name}", total) as bar:
             remotes = list(targets)
             entries = await store_files(client, [targets[r] for r in remotes], on_bytes=bar.advance)
-        changes = dict(zip(remotes, entries, strict=True))
-        res = await client.request("POST", f"/volumes/{name}/commit", json={"changes": changes})
+        changes: dict[str, dict[str, Any] | None] = dict(zip(remotes, entries, strict=True))
+        res = await client.request("POST", f"/volumes/{name}/commit", json=encode(VolumeCommit(changes=changes)))
         version: int = res["version"]
         return version
 
