@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import os
+import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
     from ._volume_transfer import LocalChannel
 
 _client: Client | None = None
+def reconnect_timeout() -> float:
+    """``SKIFF_RECONNECT_TIMEOUT``: seconds a client waits for a server it lost to come back."""
+    return float(os.environ.get("SKIFF_RECONNECT_TIMEOUT", "60"))
+
+
 IDLE_EXPIRY_S = 20.0  # seconds a kept-alive connection may idle; the server keeps them 75 s
 
 
@@ -38,7 +45,7 @@ class Client:
     _volume_channel: LocalChannel | bool  # set by LocalChannel.for_client: False where there is none
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      content: Any = None, timeout: float | None = None) -> Any:
+                      content: Any = None, timeout: float | None = None, idempotent: bool = False) -> Any:
         raise NotImplementedError
 
     async def get_bytes(self, path: str) -> bytes:
@@ -117,6 +124,7 @@ class HttpxClient(Client):
         self._httpx = httpx
         self.server_url = server_url.rstrip("/")
         self.token = token
+        self._reached = False  # a server that answered once is waited for when it goes away
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.AsyncClient(
             base_url=self.server_url + API_PREFIX,
@@ -131,7 +139,32 @@ class HttpxClient(Client):
         )
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      content: Any = None, timeout: float | None = None) -> Any:
+                      content: Any = None, timeout: float | None = None, idempotent: bool = False) -> Any:
+        """One API request. A read, or a write the caller marks ``idempotent``, rides out
+        an outage of a server this client has reached before (a restart, a crash): it is
+        sent again with backoff for up to ``SKIFF_RECONNECT_TIMEOUT`` seconds (default 60)."""
+        deadline: float | None = None
+        delay = 0.1
+        while True:
+            try:
+                result = await self._send(method, path, json=json, params=params, content=content, timeout=timeout)
+                self._reached = True
+                return result
+            except ConnectionError:
+                if not self._reached or not (idempotent or method == "GET"):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + reconnect_timeout()
+                    print(f"skiff: lost the server at {self.server_url}; reconnecting for up to "
+                          f"{reconnect_timeout():g} s", file=sys.stderr)
+                if now >= deadline:
+                    raise
+                await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+                delay = min(delay * 2, 2.0)
+
+    async def _send(self, method: str, path: str, *, json: Any, params: dict[str, Any] | None, content: Any,
+                    timeout: float | None) -> Any:
         httpx = self._httpx
         kwargs: dict[str, Any] = {"json": json, "params": params}
         if content is not None:
@@ -217,7 +250,8 @@ class StdlibClient(Client):
         return payload
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      content: Any = None, timeout: float | None = None) -> Any:
+                      content: Any = None, timeout: float | None = None, idempotent: bool = False) -> Any:
+        # BlockingHTTP already sends a request again across reconnects, whatever it is.
         url = API_PREFIX + path
         if params:
             url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})

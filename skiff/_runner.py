@@ -241,7 +241,7 @@ class RunningApp:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             try:
-                await self.client.request("POST", f"/apps/{self.app_id}/heartbeat")
+                await self.client.request("POST", f"/apps/{self.app_id}/heartbeat", idempotent=True)
             except NotFoundError:
                 print(f"skiff: app {self.app_id} was stopped on the server", file=sys.stderr)
                 return

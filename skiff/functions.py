@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import secrets
+import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._options import FunctionOptions
 from ._progress import MapProgress
 from ._sync import dual, dual_classmethod, run_sync
-from .exception import ExecutionError, InvalidError, OutputExpiredError, TimeoutError
+from .exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError, TimeoutError
 from .protocol import payload as wire_payload
 from .protocol import serialization as ser
 from .protocol.wire import (
@@ -83,19 +85,34 @@ async def _output_value(client: Client, out: OutputItem) -> Any:
     return _Failure(wire_payload.failure_exception(out.result, out.exc_type, out.exc_message, out.traceback))
 
 
+class _CallLost(NotFoundError):
+    """The server does not hold the call: it restarted, and kept only spawned and mapped calls."""
+
+
 async def _outputs(client: Client, call_id: str, after: int, timeout: float) -> CallOutputs:
     """One long-poll for a call's outputs after ``after``."""
-    res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": timeout})
+    try:
+        res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": timeout})
+    except NotFoundError as exc:
+        raise _CallLost(str(exc)) from None
     return decode(CallOutputs, res)
 
 
+def new_call_id() -> str:
+    return "fc-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(20))
+
+
 async def _send_inputs(client: Client, call_id: str | None, function_id: str, kind: CallKind,
-                       inputs: list[InputItem], complete: bool) -> str:
-    """Start a call with its first inputs (``call_id`` None), or add more to it."""
-    if call_id is None:
-        msg = CallCreate(function_id=function_id, kind=kind, inputs=inputs, inputs_complete=complete)
-        return str(decode(CallCreated, await client.request("POST", "/calls", json=encode(msg))).call_id)
-    await client.request("POST", f"/calls/{call_id}/inputs", json=encode(CallInputs(inputs=inputs, inputs_complete=complete)))
+                       inputs: list[InputItem], complete: bool, create: bool = False) -> str:
+    """Start a call with its first inputs (``call_id`` None, or ``create``), or add more
+    to it. Either is sent again across a lost connection: the call's id (chosen here)
+    and the inputs' indices let the server drop what it already has."""
+    if call_id is None or create:
+        msg = CallCreate(function_id=function_id, kind=kind, inputs=inputs, inputs_complete=complete,
+                         call_id=call_id or new_call_id())
+        return str(decode(CallCreated, await client.request("POST", "/calls", json=encode(msg), idempotent=True)).call_id)
+    await client.request("POST", f"/calls/{call_id}/inputs", json=encode(CallInputs(inputs=inputs, inputs_complete=complete)),
+                         idempotent=True)
     return call_id
 
 
@@ -225,8 +242,17 @@ class Function:
         await self._resolve_id()
         if self.is_generator:
             raise InvalidError(f"{self.tag} is a generator: call it with .remote_gen(), not .remote()")
-        call = FunctionCall(await self._start_call_id("remote", await self._one_input(args, kwargs)))
-        return await call._get(timeout=None)
+        item = await self._one_input(args, kwargs)
+        client, call_id = await self._start_call("remote", [item], True)
+        for resent in range(3):
+            try:
+                return await FunctionCall(call_id)._get(timeout=None)
+            except _CallLost:
+                if resent == 2:
+                    raise
+                # The server restarted and did not keep this call (it keeps spawned and
+                # mapped ones): send it again, under the same id.
+                await _send_inputs(client, call_id, await self._resolve_id(), "remote", [item], True, create=True)
 
     async def _start_call_id(self, kind: CallKind, item: InputItem) -> str:
         _, call_id = await self._start_call(kind, [item], True)

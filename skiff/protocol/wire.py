@@ -156,9 +156,12 @@ class InputItem:
 @dataclass
 class CallCreate:
     function_id: str
+    # Chosen by the client ("fc-" and 20 letters or digits), so that sending the creation
+    # again after a lost answer makes no second call.
     kind: CallKind = "remote"
     inputs: list[InputItem] = field(default_factory=list)
     inputs_complete: bool = True  # False while a map is still streaming inputs
+    call_id: str | None = None
 
 
 @dataclass

@@ -46,6 +46,7 @@ class CallState:
     function_id: str
     kind: str
     owner: str = ""  # the container that started it, "" for the admin's clients
+    durable: bool = False  # its inputs and outputs are in the database (see durable.py)
     created_at: float = field(default_factory=time.time)
     num_inputs: int = 0
     inputs_complete: bool = False
@@ -62,9 +63,15 @@ class CallState:
     def done(self) -> bool:
         return self.inputs_complete and self.num_final >= self.num_inputs
 
-    def add_output(self, item: OutputItem, *, final: bool) -> None:
-        item.seq = self._next_seq
+    def reserve_seq(self) -> int:
+        """The next output's place in the stream, taken before it is written down."""
+        seq = self._next_seq
         self._next_seq += 1
+        return seq
+
+    def add_output(self, item: OutputItem, *, final: bool, seq_reserved: bool = False) -> None:
+        if not seq_reserved:
+            item.seq = self.reserve_seq()
         self._outputs.append(item)
         if final:
             self.num_final += 1
@@ -73,6 +80,20 @@ class CallState:
             if self.done and self.finished_at is None:
                 self.finished_at = time.time()
         self._wake()
+
+    def restore(self, outputs: list[OutputItem], num_inputs: int, inputs_complete: bool) -> None:
+        """The state of a durable call the database kept across a restart."""
+        self.durable = True
+        self.num_inputs = num_inputs
+        self.inputs_complete = inputs_complete
+        for item in outputs:
+            self._outputs.append(item)
+            if item.gen_index is None or item.gen_done:
+                self.num_final += 1
+                self.num_failures += item.status != "success"
+        self._next_seq = max((o.seq for o in outputs), default=0) + 1
+        if self.done:
+            self.finished_at = time.time()
 
     def mark_inputs_complete(self) -> None:
         self.inputs_complete = True

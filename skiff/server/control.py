@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,11 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import config
-from ..protocol.errors import InvalidError, NotFoundError, NotSupportedError
+from ..protocol.errors import (
+    ConflictError,
+    ExecutionError,
+    InvalidError,
+    NotFoundError,
+    NotSupportedError,
+)
 from ..protocol.gpus import parse_request as parse_gpu_request
 from ..protocol.images import default_image
 from ..protocol.names import check_name
 from ..protocol.node import BuiltImage
+from ..protocol.payload import failure_fields
 from ..protocol.wire import (
     AppInfo,
     AutoscalerSettings,
@@ -36,14 +44,16 @@ from ..protocol.wire import (
     InputItem,
     LogBatch,
     LogEntry,
+    OutputItem,
     encode,
 )
 from ..retries import Retries
 from .auth import Credentials
 from .blobs import BlobStore
 from .calls import CallState, Input
-from .deployments import Deployments
+from .deployments import Deployments, spec_from_row
 from .dicts import DictStore, QueueStore
+from .durable import DURABLE_KINDS, DurableCalls, OutputWriter
 from .ids import new_id
 from .images import ImageService
 from .journal import CallJournal
@@ -61,6 +71,14 @@ from .volumes import VolumeStore
 log = logging.getLogger("skiff.control")
 
 SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
+RESTART_GRACE = 60.0  # seconds a restarted server waits for an app's client to reconnect
+_CALL_ID = re.compile(r"^fc-[A-Za-z0-9]{20}$")
+
+
+def check_call_id(call_id: str) -> None:
+    """A call id a client chose (so that sending the creation again is harmless)."""
+    if not _CALL_ID.match(call_id):
+        raise InvalidError(f"call_id {call_id[:40]!r} must be 'fc-' and 20 letters or digits")
 ALIVE_EVERY = 10  # seconds between touches of $SKIFF_HOME/run/alive
 
 
@@ -120,6 +138,9 @@ class ControlPlane:
         self.schedules = Schedules(store, self.create_call)
         self.deployments = Deployments(self, self.schedules.plan)
         self.calls: dict[str, CallState] = {}
+        self.durable = DurableCalls(store)
+        self.durable_outputs = OutputWriter(self.durable, self._call_done)
+        self.ctx.durable_outputs = self.durable_outputs
         self._heartbeats: dict[str, float] = {}  # ephemeral app id -> last client heartbeat
         self._log_waiters: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,20 +151,66 @@ class ControlPlane:
         self._alive.touch()
         self.logs.start()
         self.journal.start()
+        self.durable_outputs.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         await self.deployments.recover()
+        await self._restore_ephemeral_apps()
+        await self._restore_calls()
         self.schedules.start()
 
     def _recover(self) -> None:
-        """After a restart: nothing from the last run is still running."""
+        """After a restart: no container of the last run still runs (the runtime stopped
+        them); their time is metered up to when that run was last seen."""
         stop_leftover_containers(self.store, self._alive, ALIVE_EVERY)
         self.proxy_tokens.migrate_old_tokens()
-        for app in self.store.live_apps():
-            if app.kind == "ephemeral":
-                self.store.set_app_state(app.id, "stopped")
+
+    async def _restore_ephemeral_apps(self) -> None:
+        """An app run from a client (``app.run()``) outlives a server restart: its
+        functions serve again, and its client has RESTART_GRACE seconds to be heard from
+        (it reconnects by itself) before the app is stopped as usual."""
+        for app in await self.store.run(self.store.live_apps):
+            if app.kind != "ephemeral":
+                continue
+            if time.time() - (app.last_heartbeat or 0) > RESTART_GRACE:  # its client is long gone
+                await self.store.run(self.store.set_app_state, app.id, "stopped")
+                continue
+            try:
+                for row in await self.store.run(self.store.app_functions, app.id):
+                    spec = spec_from_row(row.spec)
+                    if not spec.is_template:
+                        runner = await self.start_runner(row.id, app.id, spec)
+                        self.deployments.route(app.id, row.id, runner.spec, app.name)
+                self.deployments.remember_name(app.id, app.name)
+                self._heartbeats[app.id] = time.time() + RESTART_GRACE - heartbeat_timeout()
+            except Exception:
+                log.exception("could not bring app %s back; stopping it", app.name)
+                await self.stop_app(app.id, "the server restarted and could not bring the app back")
+
+    async def _restore_calls(self) -> None:
+        """Spawned and mapped calls the last run had not finished (or whose results were
+        not read): their outputs are held again, and their unfinished inputs queued again."""
+        found = await self.store.run(self.durable.load)
+        for rec in found:
+            call = rec.call
+            self.calls[call.id] = call
+            runner = self.runners.get(call.function_id)
+            if not rec.pending:
+                continue
+            inputs = [Input(call=call, idx=i.idx, args=i.args) for i in rec.pending]
+            if runner is None:
+                for inp in inputs:
+                    self.durable_outputs.add(call, OutputItem(seq=0, idx=inp.idx, status="terminated", **failure_fields(
+                        ExecutionError("the server restarted, and the function's app is no longer running"),
+                        traceback=False)), final=True)
+            else:
+                runner.submit(inputs)
+        if found:
+            log.info("restart: %d durable call(s) back, %d input(s) queued again", len(found),
+                     sum(len(r.pending) for r in found))
 
     async def close(self) -> None:
         self.schedules.stop()
+        await self.durable_outputs.close()
         for task in self._tasks:
             task.cancel()
         for runner in list(self.runners.values()):
@@ -300,7 +367,7 @@ class ControlPlane:
     # -- calls ---------------------------------------------------------------------------
 
     async def create_call(self, function_id: str, kind: CallKind, inputs: list[InputItem], complete: bool,
-                          owner: str = "") -> str:
+                          owner: str = "", call_id: str | None = None) -> str:
         """Start a call; ``owner`` is the container that made it ("" for the admin's clients)."""
         runner = self.runner(function_id)
         web_type = (runner.spec.web or {}).get("type")
@@ -308,9 +375,22 @@ class ControlPlane:
             decorator = {"asgi": "asgi_app", "wsgi": "wsgi_app", "server": "web_server"}.get(web_type, web_type)
             raise InvalidError(f"{runner.spec.name} is a @skiff.{decorator} web app, which answers HTTP requests, "
                                f"not calls: send it a request at its URL instead (`skiff app list` shows it)")
-        call = CallState(id=new_id("fc"), function_id=function_id, kind=kind, owner=owner)
+        if call_id is not None:
+            check_call_id(call_id)
+            known = self.calls.get(call_id)
+            if known is not None:  # the client sent it again, not knowing it had arrived
+                if known.function_id != function_id:
+                    raise ConflictError(f"call {call_id} exists already, for another function")
+                if not known.inputs_complete:
+                    await self.add_inputs(call_id, inputs, complete)
+                return call_id
+        call = CallState(id=call_id or new_id("fc"), function_id=function_id, kind=kind, owner=owner,
+                         durable=kind in DURABLE_KINDS)
+        if call.durable:
+            inputs = await self.store.run(self.durable.create, call, inputs, complete)
+        else:
+            self.journal.created(call.id, function_id, kind)
         self.calls[call.id] = call
-        self.journal.created(call.id, function_id, kind)
         self._add_inputs(runner, call, inputs, complete)
         return call.id
 
@@ -330,8 +410,12 @@ class ControlPlane:
 
     async def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> None:
         call = self.call(call_id)
-        if call.inputs_complete:
+        if call.durable:  # inputs written already (a client sending a batch again) are dropped
+            inputs = await self.store.run(self.durable.add_inputs, call_id, inputs, complete)
+        elif call.inputs_complete:
             raise InvalidError(f"call {call_id} already has all its inputs")
+        if call.inputs_complete and not inputs:
+            return
         self._add_inputs(self.runner(call.function_id), call, inputs, complete)
 
     def _add_inputs(self, runner: FunctionRunner, call: CallState, items: list[InputItem], complete: bool) -> None:
@@ -351,6 +435,8 @@ class ControlPlane:
         done = call.all_delivered(last)
         if done and call.kind != "spawn":
             self.calls.pop(call.id, None)  # the caller has everything: forget the call
+            if call.durable:
+                self._forget_later(call.id)
         return CallOutputs(outputs=items, done=done)
 
     async def cancel(self, call_id: str, terminate_containers: bool = False) -> None:
@@ -362,6 +448,11 @@ class ControlPlane:
         runner = self.runners.get(call.function_id)
         if runner is not None:
             await runner.cancel_call(call, terminate_containers)
+
+    def _forget_later(self, call_id: str) -> None:
+        task = asyncio.create_task(self.store.run(self.durable.forget, [call_id]), name="forget-call")
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
 
     def _call_done(self, call: CallState) -> None:
         status = "cancelled" if call.cancelled else "done"
@@ -458,9 +549,12 @@ class ControlPlane:
                         await self.stop_app(app_id, "the app's client disconnected")
                 if self._heartbeats:
                     await self.store.run(self.store.touch_apps, dict(self._heartbeats))
-                for call_id, call in list(self.calls.items()):
-                    if call.finished_at and now - call.finished_at > SPAWN_RESULT_TTL:
-                        self.calls.pop(call_id, None)
+                expired = [call_id for call_id, call in self.calls.items()
+                           if call.finished_at and now - call.finished_at > SPAWN_RESULT_TTL]
+                for call_id in expired:
+                    self.calls.pop(call_id, None)
+                if expired:
+                    await self.store.run(self.durable.forget, expired)
             except Exception:
                 log.exception("housekeeping failed")
 

@@ -38,6 +38,7 @@ from .auth import Credentials
 from .blobs import BlobStore
 from .calls import CallState, Input, InputQueue
 from .containers import ContainerPool, ContainerState
+from .durable import OutputWriter
 from .ids import new_id
 from .logs import LogSink
 from .placement import Lease, Placement
@@ -66,6 +67,7 @@ class ServerContext:
     secrets: SecretVault
     volumes: VolumeStore
     on_call_done: Callable[[CallState], None]
+    durable_outputs: OutputWriter | None = None  # where outputs of durable calls go first
 
 
 class FunctionRunner:
@@ -236,6 +238,9 @@ class FunctionRunner:
 
     def _finish(self, inp: Input, item: OutputItem) -> None:
         call = inp.call
+        if call.durable and self.ctx.durable_outputs is not None:
+            self.ctx.durable_outputs.add(call, item, final=True)  # written down, then handed out
+            return
         call.add_output(item, final=True)
         if call.done:
             self.ctx.on_call_done(call)

@@ -24,3 +24,14 @@ warm = skiff.App("fault-tests-warm")
 @warm.function(min_containers=2)
 def idle() -> int:
     return os.getpid()
+
+
+slow = skiff.App("fault-tests-slow")
+
+
+@slow.function(max_containers=2)
+def slow_double(x: int, seconds: float) -> int:
+    import time
+
+    time.sleep(seconds)
+    return x * 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 import skiff
+from skiff import _client
 from skiff._deploy import deploy_app
 from skiff._sync import run_sync
 from skiff.exception import ExecutionError
@@ -97,3 +100,92 @@ def test_a_server_killed_by_sigkill_leaves_nothing_behind_once_restarted(fresh_s
     left = _leftovers(old)
     assert left == {"netns": [], "slirp4netns": [], "cgroups": [], "processes": []}, left
     assert not any((containers / cid).exists() for cid in old)
+
+
+def _kill_and_restart(server) -> None:
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    server.start()
+
+
+def test_spawned_calls_survive_a_server_killed_by_sigkill(fresh_server):
+    """Every spawned call completes once, with its own result, whether it had finished
+    before the crash (its result was written down) or not (its input ran again after)."""
+    run_sync(deploy_app(faults_app.slow, show_progress=False))
+    fn = skiff.Function.from_name("fault-tests-slow", "slow_double")
+    calls = [fn.spawn(x, 0.3) for x in range(12)]
+    assert calls[0].get(timeout=60) == 0  # some finished, some not, when the server dies
+    _kill_and_restart(fresh_server)
+    run_sync(_client.reset_client())
+    results = [skiff.FunctionCall.from_id(c.object_id).get(timeout=120) for c in calls]
+    assert results == [x * 2 for x in range(12)]
+
+
+def test_a_map_carries_on_across_a_server_killed_by_sigkill(fresh_server):
+    """The client of a map in flight waits for the server to come back, sends again what
+    may not have arrived, and gets every output once, in order."""
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def run_map() -> None:
+        try:
+            with faults_app.slow.run(show_logs=False):
+                results.extend(faults_app.slow_double.map(range(120), kwargs={"seconds": 0.02}))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run_map)
+    worker.start()
+    deadline = time.monotonic() + 60
+    since = time.time() - 1
+    while _map_outputs(fresh_server, since) < 20 and time.monotonic() < deadline:  # some way through
+        time.sleep(0.05)
+    _kill_and_restart(fresh_server)
+    worker.join(180)
+    assert not worker.is_alive(), "the map did not finish after the server came back"
+    assert not errors, errors
+    assert results == [x * 2 for x in range(120)]
+
+
+def _map_outputs(server, since: float) -> int:
+    """How many outputs of maps begun after ``since`` the server has written down."""
+    query = ("SELECT count(*) FROM call_outputs o JOIN calls c ON c.id = o.call_id "
+             f"WHERE c.kind = 'map' AND c.created_at > {since}")
+    path = server.home / "skiff.db"
+    if "SKIFF_DATABASE_URL" in server.env:
+        import psycopg
+
+        with psycopg.connect(server.env["SKIFF_DATABASE_URL"].replace("postgresql+psycopg", "postgresql")) as db:
+            return db.execute(query).fetchone()[0]
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute(query).fetchone()[0]
+        except sqlite3.OperationalError:  # not migrated yet
+            return 0
+
+
+def test_a_remote_call_in_flight_is_sent_again_after_a_server_crash(fresh_server):
+    """A ``.remote()`` call is not kept across a restart (its caller is waiting on it): the
+    SDK reconnects, finds the call gone, and sends it again under the same id."""
+    got: list[int] = []
+
+    def call() -> None:
+        with faults_app.slow.run(show_logs=False):
+            got.append(faults_app.slow_double.remote(21, 1.0))
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not _remote_running(fresh_server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _kill_and_restart(fresh_server)
+    worker.join(120)
+    assert got == [42]
+
+
+def _remote_running(server) -> bool:
+    """A container of the server is running (the remote call's input is in it)."""
+    containers = server.home / "containers"
+    return containers.exists() and any(containers.iterdir())

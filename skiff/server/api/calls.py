@@ -15,7 +15,7 @@ router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_token)], res
 async def create_call(body: CallCreate, cp: ControlPlane = Depends(control),
                       who: Principal = Depends(principal)) -> Response:
     call_id = await cp.create_call(body.function_id, body.kind, body.inputs, body.inputs_complete,
-                                   owner=who.container_id)
+                                   owner=who.container_id, call_id=body.call_id)
     return wire(CallCreated(call_id=call_id))
 
 

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -51,6 +62,29 @@ class CallRow(Base):
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     num_inputs: Mapped[int] = mapped_column(Integer, default=0)
     num_failures: Mapped[int] = mapped_column(Integer, default=0)
+    inputs_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    owner: Mapped[str] = mapped_column(String(32), default="", server_default="")  # a container id, "" for admin
+
+
+class CallInputRow(Base):
+    """An input of a durable call (a spawn or a map), kept until the call is forgotten."""
+
+    __tablename__ = "call_inputs"
+
+    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)  # a Payload
+
+
+class CallOutputRow(Base):
+    """An output of a durable call, written before the caller can see it."""
+
+    __tablename__ = "call_outputs"
+
+    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # an OutputItem
 
 
 class ContainerRow(Base):

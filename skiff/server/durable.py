@@ -1,0 +1,171 @@
+"""Durable calls: a spawned or mapped call survives the server.
+
+Its row, its inputs and its outputs are in the database before anyone is told of them:
+the call's creation answers only once the row and its first inputs are written; more
+inputs are written before they are acknowledged; and each output is written before its
+caller can read it. Outputs are group-committed (:class:`OutputWriter`): those finished
+within a few milliseconds of each other, across calls, are written in one transaction
+and then released to their callers in order, so a map pays one commit per batch, not
+one per input.
+
+After a restart the server rebuilds each unfinished call from these rows
+(:meth:`DurableCalls.load`): the outputs it had, for callers to read again, and the
+inputs without a final output, which go back to their function's queue.
+
+``.remote()`` calls are not durable: their caller is waiting on them, and sends the call
+again if the server lost it (the SDK does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..protocol.wire import InputItem, OutputItem, Payload, decode, encode
+from .calls import CallState
+from .store import Store
+from .store.models import CallInputRow, CallOutputRow, CallRow
+
+log = logging.getLogger("skiff.durable")
+
+DURABLE_KINDS = ("spawn", "map")
+GROUP_COMMIT_S = 0.005  # how long a finished output may wait for others to share its commit
+
+
+@dataclass
+class Recovered:
+    """One unfinished call as the database held it."""
+
+    call: CallState
+    outputs: list[OutputItem]
+    pending: list[InputItem] = field(default_factory=list)  # inputs with no final output
+
+
+class DurableCalls:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def create(self, call: CallState, inputs: list[InputItem], complete: bool) -> list[InputItem]:
+        """Write a new call and its first inputs; a call id written before (a client
+        sending its creation again after a lost answer) writes only what is new.
+        Returns the inputs that were new."""
+        with self.store.session() as s, s.begin():
+            if s.get(CallRow, call.id) is None:
+                s.add(CallRow(id=call.id, function_id=call.function_id, kind=call.kind, status="pending",
+                              created_at=call.created_at, num_inputs=0, num_failures=0,
+                              inputs_complete=complete, owner=call.owner))
+        return self.add_inputs(call.id, inputs, complete)
+
+    def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> list[InputItem]:
+        """Write inputs not written before (by index); returns those that were new."""
+        if inputs:
+            with self.store.session() as s:
+                have = set(s.scalars(select(CallInputRow.idx).where(
+                    CallInputRow.call_id == call_id, CallInputRow.idx.in_([i.idx for i in inputs]))))
+            new = [i for i in inputs if i.idx not in have]
+        else:
+            new = []
+        try:
+            with self.store.session() as s, s.begin():
+                s.add_all([CallInputRow(call_id=call_id, idx=i.idx, args=encode(i.args)) for i in new])
+                if complete:
+                    s.execute(update(CallRow).where(CallRow.id == call_id).values(inputs_complete=True))
+        except IntegrityError:  # the same inputs, sent twice at once: the other request wrote them
+            return []
+        return new
+
+    def write_outputs(self, rows: list[tuple[str, OutputItem]]) -> None:
+        with self.store.session() as s, s.begin():
+            s.add_all([CallOutputRow(call_id=call_id, seq=item.seq, idx=item.idx, body=encode(item))
+                       for call_id, item in rows])
+
+    def forget(self, call_ids: list[str]) -> None:
+        """Drop what was kept of calls their callers have read in full (or that expired)."""
+        if not call_ids:
+            return
+        with self.store.session() as s, s.begin():
+            s.execute(delete(CallInputRow).where(CallInputRow.call_id.in_(call_ids)))
+            s.execute(delete(CallOutputRow).where(CallOutputRow.call_id.in_(call_ids)))
+
+    # -- after a restart -------------------------------------------------------------------
+
+    def load(self) -> list[Recovered]:
+        """Every durable call the last run left unfinished or unread (a spawned call's result
+        is kept for ``.get()`` until it expires)."""
+        found = []
+        with self.store.session() as s:
+            kept = select(CallInputRow.call_id).distinct()  # forget() drops a call's rows once it is read
+            rows = list(s.scalars(select(CallRow).where(CallRow.id.in_(kept))))
+            for row in rows:
+                outputs = [decode(OutputItem, r.body) for r in s.scalars(
+                    select(CallOutputRow).where(CallOutputRow.call_id == row.id).order_by(CallOutputRow.seq))]
+                inputs = [InputItem(idx=r.idx, args=decode(Payload, r.args)) for r in s.scalars(
+                    select(CallInputRow).where(CallInputRow.call_id == row.id).order_by(CallInputRow.idx))]
+                finished = {o.idx for o in outputs if o.gen_index is None or o.gen_done}
+                call = CallState(id=row.id, function_id=row.function_id, kind=row.kind, owner=row.owner,
+                                 created_at=row.created_at)
+                call.restore(outputs, num_inputs=len(inputs), inputs_complete=row.inputs_complete)
+                found.append(Recovered(call=call, outputs=outputs,
+                                       pending=[i for i in inputs if i.idx not in finished]))
+        return found
+
+
+class OutputWriter:
+    """Group commit for outputs of durable calls: each is written, then handed to its
+    call (and so to its caller), in the order it was finished."""
+
+    def __init__(self, durable: DurableCalls, on_done: Callable[[CallState], None]) -> None:
+        self.durable = durable
+        self.on_done = on_done
+        self._pending: list[tuple[CallState, OutputItem, bool]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="durable-outputs")
+
+    def add(self, call: CallState, item: OutputItem, final: bool) -> None:
+        item.seq = call.reserve_seq()
+        self._pending.append((call, item, final))
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(GROUP_COMMIT_S)
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            started = time.monotonic()
+            try:
+                await self.durable.store.run(self.durable.write_outputs, [(c.id, item) for c, item, _ in batch])
+            except Exception:
+                log.exception("writing %d outputs failed; they are handed out, but would not survive a restart",
+                              len(batch))
+            for call, item, final in batch:
+                call.add_output(item, final=final, seq_reserved=True)
+                if final and call.done:
+                    self.on_done(call)
+            if time.monotonic() - started > 1:
+                log.warning("writing %d outputs took %.1f s", len(batch), time.monotonic() - started)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        batch, self._pending = self._pending, []
+        if batch:
+            await self.durable.store.run(self.durable.write_outputs, [(c.id, item) for c, item, _ in batch])
+
+
+def recovered_summary(found: list[Recovered]) -> dict[str, Any]:
+    return {"calls": len(found), "pending_inputs": sum(len(r.pending) for r in found)}
