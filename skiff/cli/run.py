@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .._sync import run_sync
 from ..app import App, LocalEntrypoint
 from ..exception import AuthError, ConnectionError, ImageBuildError, InvalidError, NotFoundError
 from ..functions import Function
@@ -116,7 +117,11 @@ def run_command(ctx: click.Context, func_ref: str, quiet: bool, no_progress: boo
                     if result is not None:
                         click.echo(result)
                 else:
-                    target(**kwargs)
+                    result = target(**kwargs)
+                    if inspect.iscoroutine(result):
+                        # An `async def` entrypoint runs to its end on skiff's own event loop,
+                        # where its `.aio` calls share the SDK's client.
+                        run_sync(result)
         except (AuthError, ConnectionError, ImageBuildError, InvalidError, NotFoundError) as exc:
             # The platform's own errors read best as one message; the user's remote
             # exceptions keep their tracebacks.

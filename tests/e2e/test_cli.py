@@ -115,3 +115,10 @@ def test_help(args):
     result = skiff_cli(*args, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: skiff")
+
+
+def test_an_async_entrypoint_is_awaited(client_env):
+    """`async def` under @app.local_entrypoint() runs to the end, with .aio calls inside."""
+    result = skiff_cli("run", "tests/apps/async_entry_app.py", "--n", "5", env=client_env.env)
+    assert result.returncode == 0, result.stderr
+    assert "remote 49 sum 30" in result.stdout, result.stdout + result.stderr
