@@ -9,6 +9,7 @@ file is not there beside it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import skiff
 
@@ -129,6 +131,20 @@ class BenchServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def parse_args(parser: argparse.ArgumentParser, **quick: Any) -> argparse.Namespace:
+    """The script's arguments, with ``--quick``: the sizes in ``quick`` (a run of seconds,
+    to see that a change did not slow the hot path; its numbers are rough and are not
+    recorded)."""
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run with small sizes, to check for regressions (not recorded)")
+    args = parser.parse_args()
+    if args.quick:
+        for name, value in quick.items():
+            setattr(args, name, value)
+        args.no_record = True
+    return args
 
 
 def wait_for_quiet() -> None:

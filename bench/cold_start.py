@@ -80,6 +80,7 @@ if __name__ == "__main__":  # containers import this file alone, without its nei
         command_line,
         machine,
         markdown_table,
+        parse_args,
         print_table,
         versions,
     )
@@ -350,7 +351,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed cold starts and container starts")
     parser.add_argument("--rebuilds", type=int, default=10, help="timed no-change rebuilds")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(parser, runs=5, rebuilds=2)
     if args.runs < 2 or args.rebuilds < 2:
         parser.error("--runs and --rebuilds must be at least 2")
     if os.geteuid() != 0:

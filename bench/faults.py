@@ -9,8 +9,9 @@ image layers are the test suite's shared cache, a free port):
 - a ``--n``-input map of ``double(x) -> 2 * x`` (retries allowed, ``order_outputs=False``
   so every output the client receives is counted, duplicates included), three times:
   with no faults (the baseline), while every container of the function is killed with
-  SIGKILL every 0.5 s, and while the server itself is killed with SIGKILL once, a third
-  of the way through, and started again on the same home and port;
+  SIGKILL every 0.5 s (the first round after 0.25 s), and while the server itself is
+  killed with SIGKILL once, when a third of the outputs have arrived, and started again
+  on the same home and port;
 - ``--clients`` client processes, each making ``--calls`` sequential ``.remote()`` calls
   of a deployed function, all at once: calls per second overall and the p50/p99 of each
   call's round trip.
@@ -80,9 +81,12 @@ def judged(outputs: list[int], n: int) -> tuple[int, int, int]:
     return lost, duplicated, wrong
 
 
-def timed_map(n: int) -> tuple[float, list[int]]:
+def timed_map(n: int, outputs: list[int] | None = None) -> tuple[float, list[int]]:
+    """Seconds a map took, and its outputs (appended to ``outputs`` as they arrive)."""
+    outputs = [] if outputs is None else outputs
     started = time.perf_counter()
-    outputs = list(double.map(range(n), order_outputs=False))
+    for value in double.map(range(n), order_outputs=False):
+        outputs.append(value)
     return time.perf_counter() - started, outputs
 
 
@@ -105,7 +109,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20, help="concurrent client processes")
     parser.add_argument("--calls", type=int, default=200, help=".remote() calls per client")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(parser, clients=4, calls=25)
     wait_for_quiet()
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory(prefix="skiff-bench-faults-") as tmp, BenchServer(Path(tmp)) as server:
@@ -124,7 +128,9 @@ def main() -> None:
 
             def killer() -> None:
                 nonlocal kills
-                while not stop.wait(0.5):
+                wait = 0.25  # the first round early, so a short map sees one too; then every 0.5 s
+                while not stop.wait(wait):
+                    wait = 0.5
                     for pid in container_pids(double.object_id or ""):
                         try:
                             os.kill(pid, signal.SIGKILL)
@@ -141,21 +147,24 @@ def main() -> None:
                          f"{took:.2f}", f"{took / base:.2f}×"))
             print(f"  container kills: {took:.2f} s, {kills} processes killed")
 
-            result: dict[str, object] = {}
+            received: list[int] = []
+            took = float("nan")
 
             def mapper() -> None:
-                result["took"], result["outputs"] = timed_map(args.n)
+                nonlocal took
+                took, _ = timed_map(args.n, received)
 
             thread = threading.Thread(target=mapper)
             thread.start()
-            time.sleep(max(0.3, base / 3))
+            while len(received) < args.n // 3 and thread.is_alive():  # a third of the way through
+                time.sleep(0.005)
+            at = len(received)
             restart(server)
             thread.join(600)
-            took = float(result.get("took", float("nan")))  # type: ignore[arg-type]
-            outputs = list(result.get("outputs", []))  # type: ignore[call-overload]
-            rows.append(("server killed (SIGKILL) once and restarted", *map(str, judged(outputs, args.n)),
+            outputs = received
+            rows.append((f"server killed (SIGKILL) after {at} outputs, restarted", *map(str, judged(outputs, args.n)),
                          f"{took:.2f}", f"{took / base:.2f}×"))
-            print(f"  server kill: {took:.2f} s")
+            print(f"  server kill after {at} outputs: {took:.2f} s")
 
         # Concurrent callers of a deployed function.
         from skiff._deploy import deploy_app
@@ -199,6 +208,7 @@ if __name__ == "__main__":  # containers import this file alone, without its nei
         command_line,
         machine,
         markdown_table,
+        parse_args,
         print_table,
         versions,
         wait_for_quiet,

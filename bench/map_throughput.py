@@ -73,6 +73,7 @@ if __name__ == "__main__":  # containers import this file alone, without its nei
         command_line,
         machine,
         markdown_table,
+        parse_args,
         print_table,
         throughput,
         versions,
@@ -361,7 +362,7 @@ def main() -> None:
     parser.add_argument("--n-memory", type=int, default=100000, help="inputs of the map whose memory is measured")
     parser.add_argument("--repeats", type=int, default=3, help="times each throughput measurement runs")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(parser, n_trivial=1000, n_cpu=20, n_memory=2000, repeats=1)
     command = command_line()
     software = ray_versions()  # before measuring: the commit the server runs, not one made meanwhile
 

@@ -48,6 +48,7 @@ if __name__ == "__main__":  # containers import this file alone, without its nei
         command_line,
         machine,
         markdown_table,
+        parse_args,
         print_table,
         throughput,
         versions,
@@ -176,7 +177,7 @@ def main() -> None:
     parser.add_argument("--n-map", type=int, default=10000, help="inputs per map")
     parser.add_argument("--repeats", type=int, default=3, help="times each measurement runs")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(parser, n_remote=200, n_map=2000, repeats=1)
     command = command_line()
     software = ray_versions()  # before measuring: the commit the server runs, not one made meanwhile
 

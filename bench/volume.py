@@ -82,6 +82,7 @@ if __name__ == "__main__":  # containers import this file alone, without its nei
         command_line,
         machine,
         markdown_table,
+        parse_args,
         print_table,
         versions,
     )
@@ -427,7 +428,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1000, help="files in the volume tree")
     parser.add_argument("--repeats", type=int, default=3, help="times each measurement runs")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(parser, size_mib=64, files=100, repeats=1)
     if os.geteuid() != 0:
         parser.error("run as root: volumes need the oci runtime")
     command = command_line()

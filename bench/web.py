@@ -82,6 +82,7 @@ if __name__ == "__main__":  # containers import this file alone, without its nei
         free_port,
         machine,
         markdown_table,
+        parse_args,
         print_table,
         versions,
         wait_for_quiet,
@@ -398,7 +399,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="wrk runs per configuration (the median is kept)")
     parser.add_argument("--cold-runs", type=int, default=10, help="timed cold requests")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parser.parse_args()
+    args = parse_args(parser, duration=1.0, repeats=1, cold_runs=2)
     if args.repeats < 1 or args.cold_runs < 2:
         parser.error("--repeats must be at least 1 and --cold-runs at least 2")
     if os.geteuid() != 0:
