@@ -45,7 +45,7 @@ class Client:
     _volume_channel: LocalChannel | bool  # set by LocalChannel.for_client: False where there is none
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      content: Any = None, timeout: float | None = None, idempotent: bool = False) -> Any:
+                      content: Any = None, timeout: float | None = None, idempotent: bool | None = None) -> Any:
         raise NotImplementedError
 
     async def get_bytes(self, path: str) -> bytes:
@@ -139,10 +139,11 @@ class HttpxClient(Client):
         )
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      content: Any = None, timeout: float | None = None, idempotent: bool = False) -> Any:
+                      content: Any = None, timeout: float | None = None, idempotent: bool | None = None) -> Any:
         """One API request. A read, or a write the caller marks ``idempotent``, rides out
         an outage of a server this client has reached before (a restart, a crash): it is
-        sent again with backoff for up to ``SKIFF_RECONNECT_TIMEOUT`` seconds (default 60)."""
+        sent again with backoff for up to ``SKIFF_RECONNECT_TIMEOUT`` seconds (default 60).
+        A read that changes state (a queue's get) passes ``idempotent=False``."""
         deadline: float | None = None
         delay = 0.1
         while True:
@@ -151,7 +152,7 @@ class HttpxClient(Client):
                 self._reached = True
                 return result
             except ConnectionError:
-                if not self._reached or not (idempotent or method == "GET"):
+                if not self._reached or not (method == "GET" if idempotent is None else idempotent):
                     raise
                 now = time.monotonic()
                 if deadline is None:
@@ -250,7 +251,7 @@ class StdlibClient(Client):
         return payload
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      content: Any = None, timeout: float | None = None, idempotent: bool = False) -> Any:
+                      content: Any = None, timeout: float | None = None, idempotent: bool | None = None) -> Any:
         # BlockingHTTP already sends a request again across reconnects, whatever it is.
         url = API_PREFIX + path
         if params:
@@ -288,6 +289,8 @@ def _error(status: int, ctype: str, payload: bytes) -> Error:
         code, message = "internal", f"HTTP {status}: {payload[:500].decode(errors='replace')}"
     if status == 401:
         return AuthError(message)
+    if status == 503:  # the server is going away (a restart): a client that knew it waits for it
+        return ConnectionError(message)
     return error_from_code(code, message)
 
 

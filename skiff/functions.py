@@ -85,16 +85,9 @@ async def _output_value(client: Client, out: OutputItem) -> Any:
     return _Failure(wire_payload.failure_exception(out.result, out.exc_type, out.exc_message, out.traceback))
 
 
-class _CallLost(NotFoundError):
-    """The server does not hold the call: it restarted, and kept only spawned and mapped calls."""
-
-
 async def _outputs(client: Client, call_id: str, after: int, timeout: float) -> CallOutputs:
     """One long-poll for a call's outputs after ``after``."""
-    try:
-        res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": timeout})
-    except NotFoundError as exc:
-        raise _CallLost(str(exc)) from None
+    res = await client.request("GET", f"/calls/{call_id}/outputs", params={"after": after, "timeout": timeout})
     return decode(CallOutputs, res)
 
 
@@ -244,15 +237,13 @@ class Function:
             raise InvalidError(f"{self.tag} is a generator: call it with .remote_gen(), not .remote()")
         item = await self._one_input(args, kwargs)
         client, call_id = await self._start_call("remote", [item], True)
-        for resent in range(3):
-            try:
-                return await FunctionCall(call_id)._get(timeout=None)
-            except _CallLost:
-                if resent == 2:
-                    raise
-                # The server restarted and did not keep this call (it keeps spawned and
-                # mapped ones): send it again, under the same id.
-                await _send_inputs(client, call_id, await self._resolve_id(), "remote", [item], True, create=True)
+
+        async def resend() -> None:
+            # The server restarted and did not keep this call (it keeps spawned and mapped
+            # ones): send it again, under the same id.
+            await _send_inputs(client, call_id, await self._resolve_id(), "remote", [item], True, create=True)
+
+        return await FunctionCall(call_id)._get(timeout=None, resend=resend)
 
     async def _start_call_id(self, kind: CallKind, item: InputItem) -> str:
         _, call_id = await self._start_call(kind, [item], True)
@@ -474,15 +465,26 @@ class FunctionCall:
         ``skiff.exception.TimeoutError`` if ``timeout`` seconds pass first."""
         return await self._get(timeout, index)
 
-    async def _get(self, timeout: float | None, index: int = 0) -> Any:
+    async def _get(self, timeout: float | None, index: int = 0,
+                   resend: Callable[[], Awaitable[None]] | None = None) -> Any:
+        """The output of input ``index``. With ``resend``, a call the server does not know
+        (it restarted) is sent again, at most twice, by calling it."""
         client = await _client()
         deadline = None if timeout is None else time.monotonic() + timeout
-        after = 0
+        after, resent = 0, 0
         while True:
             wait = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
             # The server keeps a spawned call's outputs however they are read, so a result
             # can be collected again.
-            res = await _outputs(client, self.object_id, after, wait)
+            try:
+                res = await _outputs(client, self.object_id, after, wait)
+            except NotFoundError:  # the server's answer about the call, not the function's error
+                if resend is None or resent == 2:
+                    raise
+                resent += 1
+                await resend()
+                after = 0
+                continue
             for out in res.outputs:
                 after = max(after, out.seq)
                 if out.idx != index:

@@ -52,7 +52,8 @@ class Queue(NamedObject):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = 0.0 if not block else _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
-            res = await client.request("GET", f"/queues/{self.name}/get",
+            # Not sent again across a lost connection: the server may have taken the items.
+            res = await client.request("GET", f"/queues/{self.name}/get", idempotent=False,
                                        params={"n": n, "timeout": wait, "partition": partition or ""})
             if res["values"] or not block or (deadline is not None and time.monotonic() >= deadline):
                 return [ser.deserialize(ser.unb64(v)) for v in res["values"]]

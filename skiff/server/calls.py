@@ -47,6 +47,7 @@ class CallState:
     kind: str
     owner: str = ""  # the container that started it, "" for the admin's clients
     durable: bool = False  # its inputs and outputs are in the database (see durable.py)
+    forgetting: bool = False  # its caller has every output; it is dropped shortly
     created_at: float = field(default_factory=time.time)
     num_inputs: int = 0
     inputs_complete: bool = False

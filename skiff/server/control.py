@@ -20,6 +20,7 @@ from ..protocol import config
 from ..protocol.errors import (
     ConflictError,
     ExecutionError,
+    InputCancellation,
     InvalidError,
     NotFoundError,
     NotSupportedError,
@@ -72,6 +73,7 @@ log = logging.getLogger("skiff.control")
 
 SPAWN_RESULT_TTL = 24 * 3600.0  # how long a finished spawn's result is kept for .get()
 RESTART_GRACE = 60.0  # seconds a restarted server waits for an app's client to reconnect
+DELIVERED_GRACE = 10.0  # seconds a call whose caller has every output is still held
 _CALL_ID = re.compile(r"^fc-[A-Za-z0-9]{20}$")
 
 
@@ -196,6 +198,11 @@ class ControlPlane:
             runner = self.runners.get(call.function_id)
             if not rec.pending:
                 continue
+            if call.cancelled:
+                for i in rec.pending:
+                    self.durable_outputs.add(call, OutputItem(seq=0, idx=i.idx, status="cancelled", **failure_fields(
+                        InputCancellation("the call was cancelled"), traceback=False)), final=True)
+                continue
             inputs = [Input(call=call, idx=i.idx, args=i.args) for i in rec.pending]
             if runner is None:
                 for inp in inputs:
@@ -268,6 +275,13 @@ class ControlPlane:
         if row.state == "stopped":
             return
         await self.store.run(self.store.set_app_state, app_id, "stopping")
+        stopping = {r.id for r in self.runners.values() if r.app_id == app_id}
+        for call in [c for c in self.calls.values() if c.durable and c.function_id in stopping and not c.done]:
+            # Its inputs end with the app; a later start must not run them again, nor keep
+            # waiting for the rest of a map whose client is gone.
+            call.cancelled = True
+            call.mark_inputs_complete()
+            await self.store.run(self.durable.cancelled, call.id)
         for runner in [r for r in self.runners.values() if r.app_id == app_id]:
             await runner.stop(reason)
             del self.runners[runner.id]
@@ -375,22 +389,29 @@ class ControlPlane:
             decorator = {"asgi": "asgi_app", "wsgi": "wsgi_app", "server": "web_server"}.get(web_type, web_type)
             raise InvalidError(f"{runner.spec.name} is a @skiff.{decorator} web app, which answers HTTP requests, "
                                f"not calls: send it a request at its URL instead (`skiff app list` shows it)")
+        if kind in DURABLE_KINDS and runner.spec.is_generator:
+            raise InvalidError(f"{runner.spec.name} is a generator: call it with .remote_gen(), not .{kind}()")
         if call_id is not None:
             check_call_id(call_id)
             known = self.calls.get(call_id)
             if known is not None:  # the client sent it again, not knowing it had arrived
-                if known.function_id != function_id:
-                    raise ConflictError(f"call {call_id} exists already, for another function")
+                if known.function_id != function_id or known.owner != owner:
+                    raise ConflictError(f"call {call_id} exists already, made by another caller or for "
+                                        "another function")
                 if not known.inputs_complete:
                     await self.add_inputs(call_id, inputs, complete)
                 return call_id
         call = CallState(id=call_id or new_id("fc"), function_id=function_id, kind=kind, owner=owner,
                          durable=kind in DURABLE_KINDS)
+        self.calls[call.id] = call  # before any wait: the same creation sent again finds it
         if call.durable:
-            inputs = await self.store.run(self.durable.create, call, inputs, complete)
+            try:
+                inputs = await self.store.run(self.durable.create, call, inputs, complete)
+            except BaseException:
+                self.calls.pop(call.id, None)
+                raise
         else:
             self.journal.created(call.id, function_id, kind)
-        self.calls[call.id] = call
         self._add_inputs(runner, call, inputs, complete)
         return call.id
 
@@ -411,11 +432,14 @@ class ControlPlane:
     async def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> None:
         call = self.call(call_id)
         if call.durable:  # inputs written already (a client sending a batch again) are dropped
+            if call.inputs_complete or call.cancelled:
+                inputs = await self.store.run(self.durable.unknown_inputs, call_id, inputs)
+                if inputs:
+                    raise InvalidError(f"call {call_id} already has all its inputs")
+                return
             inputs = await self.store.run(self.durable.add_inputs, call_id, inputs, complete)
         elif call.inputs_complete:
             raise InvalidError(f"call {call_id} already has all its inputs")
-        if call.inputs_complete and not inputs:
-            return
         self._add_inputs(self.runner(call.function_id), call, inputs, complete)
 
     def _add_inputs(self, runner: FunctionRunner, call: CallState, items: list[InputItem], complete: bool) -> None:
@@ -433,10 +457,11 @@ class ControlPlane:
         items = await call.wait_outputs(after, min(timeout, 55.0), limit)
         last = items[-1].seq if items else after
         done = call.all_delivered(last)
-        if done and call.kind != "spawn":
-            self.calls.pop(call.id, None)  # the caller has everything: forget the call
-            if call.durable:
-                self._forget_later(call.id)
+        if done and call.kind != "spawn" and not call.forgetting:
+            # The caller has everything: forget the call, after a moment in which the same
+            # read, sent again because its answer was lost, still finds it.
+            call.forgetting = True
+            asyncio.get_running_loop().call_later(DELIVERED_GRACE, self._forget, call)
         return CallOutputs(outputs=items, done=done)
 
     async def cancel(self, call_id: str, terminate_containers: bool = False) -> None:
@@ -445,14 +470,19 @@ class ControlPlane:
             return
         call.cancelled = True
         call.mark_inputs_complete()
+        if call.durable:  # a restart must not run its inputs again
+            await self.store.run(self.durable.cancelled, call.id)
         runner = self.runners.get(call.function_id)
         if runner is not None:
             await runner.cancel_call(call, terminate_containers)
 
-    def _forget_later(self, call_id: str) -> None:
-        task = asyncio.create_task(self.store.run(self.durable.forget, [call_id]), name="forget-call")
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+    def _forget(self, call: CallState) -> None:
+        if self.calls.get(call.id) is call:
+            del self.calls[call.id]
+        if call.durable:
+            task = asyncio.create_task(self.store.run(self.durable.forget, [call.id]), name="forget-call")
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
 
     def _call_done(self, call: CallState) -> None:
         status = "cancelled" if call.cancelled else "done"

@@ -83,6 +83,17 @@ class DurableCalls:
             return []
         return new
 
+    def unknown_inputs(self, call_id: str, inputs: list[InputItem]) -> list[InputItem]:
+        """Those of ``inputs`` the call does not have (a batch sent again is all known)."""
+        with self.store.session() as s:
+            have = set(s.scalars(select(CallInputRow.idx).where(
+                CallInputRow.call_id == call_id, CallInputRow.idx.in_([i.idx for i in inputs]))))
+        return [i for i in inputs if i.idx not in have]
+
+    def cancelled(self, call_id: str) -> None:
+        with self.store.session() as s, s.begin():
+            s.execute(update(CallRow).where(CallRow.id == call_id).values(inputs_complete=True, status="cancelled"))
+
     def write_outputs(self, rows: list[tuple[str, OutputItem]]) -> None:
         with self.store.session() as s, s.begin():
             s.add_all([CallOutputRow(call_id=call_id, seq=item.seq, idx=item.idx, body=encode(item))
@@ -112,7 +123,7 @@ class DurableCalls:
                     select(CallInputRow).where(CallInputRow.call_id == row.id).order_by(CallInputRow.idx))]
                 finished = {o.idx for o in outputs if o.gen_index is None or o.gen_done}
                 call = CallState(id=row.id, function_id=row.function_id, kind=row.kind, owner=row.owner,
-                                 created_at=row.created_at)
+                                 created_at=row.created_at, cancelled=row.status == "cancelled")
                 call.restore(outputs, num_inputs=len(inputs), inputs_complete=row.inputs_complete)
                 found.append(Recovered(call=call, outputs=outputs,
                                        pending=[i for i in inputs if i.idx not in finished]))
@@ -147,11 +158,15 @@ class OutputWriter:
             if not batch:
                 continue
             started = time.monotonic()
-            try:
-                await self.durable.store.run(self.durable.write_outputs, [(c.id, item) for c, item, _ in batch])
-            except Exception:
-                log.exception("writing %d outputs failed; they are handed out, but would not survive a restart",
-                              len(batch))
+            delay = 0.1
+            while True:  # an output is handed out only once it is written: a failed write is tried again
+                try:
+                    await self.durable.store.run(self.durable.write_outputs, [(c.id, item) for c, item, _ in batch])
+                    break
+                except Exception:
+                    log.exception("writing %d outputs failed; trying again in %.1f s", len(batch), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
             for call, item, final in batch:
                 call.add_output(item, final=final, seq_reserved=True)
                 if final and call.done:

@@ -261,8 +261,9 @@ class ServerApp:
             # it rather than leave a traceback per open request in the log.
             with contextlib.suppress(Exception):  # the response may have started already
                 await send({"type": "http.response.start", "status": 503,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-                await send({"type": "http.response.body", "body": b"the skiff server is shutting down\n"})
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body",
+                            "body": b'{"code":"unavailable","message":"the skiff server is shutting down"}'})
 
 
 def serve(host: str, port: int, *, log_level: str = "info") -> None:

@@ -50,6 +50,7 @@ from .webproxy import WebBalancer
 log = logging.getLogger("skiff.scheduler")
 
 STOP_GRACE = 10.0  # seconds a container asked to stop gets before it is killed
+TIMED_OUT = "input timed out"  # a container's stop reason when one of its inputs ran past its timeout
 
 
 @dataclass
@@ -271,7 +272,7 @@ class FunctionRunner:
         if c is None or c.inflight.pop(inp.id, None) is None:
             return
         message = f"{self.spec.name}: timed out after {self.spec.timeout:g} s (timeout={self.spec.timeout:g})"
-        self.kill_container(c, "input timed out")
+        self.kill_container(c, TIMED_OUT)
         if not self._retry(inp, message):
             self._fail(inp, "timeout", FunctionTimeoutError(message))
 
@@ -380,7 +381,10 @@ class FunctionRunner:
             reason = f"exceeded its memory limit of {self.spec.memory} MiB"
         held = list(c.inflight.values())
         c.inflight.clear()
-        if len(held) > 1 and self._sequential and not self.stopped:
+        # Stopped for an input's timeout or a cancelled call, the container's death is that
+        # input's doing (it was taken out already); the others it held pay nothing.
+        culprit_known = c.stop_reason in (TIMED_OUT, "its call was cancelled")
+        if (len(held) > 1 or culprit_known) and held and self._sequential and not self.stopped:
             # A sequential container takes quick inputs a batch at a time and runs them in
             # order, handing their outputs in together; when it dies, which of the ones it
             # held was running (those before it ran, those after never started) is

@@ -4,6 +4,9 @@ to the database by a background task, a burst at a time, so no request waits on 
 from __future__ import annotations
 
 import asyncio
+import logging
+
+log = logging.getLogger("skiff.writebehind")
 
 
 class WriteBehind:
@@ -42,4 +45,7 @@ class WriteBehind:
             await self._pending.wait()
             self._pending.clear()
             await asyncio.sleep(self.FLUSH_INTERVAL)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a bad batch must not end the writing of every later one
+                log.exception("%s: a write failed; its records are dropped", self._name)

@@ -150,6 +150,9 @@ class Store:
     def record_calls(self, created: list[dict[str, Any]], finished: list[dict[str, Any]]) -> None:
         """New call rows, then the end of calls, in one transaction (see journal.py)."""
         with self.session() as s, s.begin():
+            if created:  # a call sent again under its id (after a restart) has its row already
+                known = set(s.scalars(select(CallRow.id).where(CallRow.id.in_([r["id"] for r in created]))))
+                created = [r for r in created if r["id"] not in known]
             if created:
                 s.execute(_table(CallRow).insert(), created)
             if finished:

@@ -8,8 +8,9 @@ the host's loopback, the control plane's database included.
 
 slirp4netns connects to any other address as the host would, the host's own addresses
 included (a service bound to 0.0.0.0 would answer). So before the container starts, an
-nftables table in its namespace refuses every address the host holds; the container
-has no CAP_NET_ADMIN to undo it. The control plane's API is the one thing of the
+nftables table in its namespace refuses every address the host holds, and link-local
+ones (a cloud's metadata service); the container has no CAP_NET_ADMIN to undo it, nor
+CAP_NET_RAW to write frames past it. The control plane's API is the one thing of the
 host's it can reach, through a Unix socket mounted into the container.
 """
 
@@ -28,6 +29,9 @@ from pathlib import Path
 NETNS_DIR = Path("/run/netns")
 DNS_SERVER = "10.0.2.3"  # slirp4netns's built-in resolver
 SLIRP_HOST = "10.0.2.2"  # slirp4netns's address for the host
+# Link-local addresses are the host's too in all but name: a cloud's instance metadata
+# service (169.254.169.254, fd00:ec2::254) hands out the machine's own credentials.
+ALWAYS_REFUSED = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254")
 HOST_ADDRESSES_TTL = 30.0  # seconds the host's address list is reused before it is read again
 
 _host_addresses: tuple[float, list[str]] = (0.0, [])
@@ -49,8 +53,9 @@ def host_addresses() -> list[str]:
 
 def isolation_rules(addresses: list[str]) -> str:
     """An nftables ruleset refusing connections to ``addresses`` (and slirp's host address)."""
-    v4 = sorted({a for a in addresses if ":" not in a} | {SLIRP_HOST})
-    v6 = sorted(a for a in addresses if ":" in a)
+    own = [a for a in addresses if not ipaddress.ip_address(a).is_link_local]  # the prefixes cover those
+    v4 = sorted({a for a in (*own, *ALWAYS_REFUSED) if ":" not in a} | {SLIRP_HOST})
+    v6 = sorted({a for a in (*own, *ALWAYS_REFUSED) if ":" in a})
     lines = ["table inet skiff_isolation {", "  chain out {", "    type filter hook output priority 0; policy accept;",
              f"    ip daddr {{ {', '.join(v4)} }} reject"]
     if v6:
