@@ -35,7 +35,7 @@ from .store import Store
 log = logging.getLogger("skiff.server")
 
 # The folders the server keeps in its home, made 0700 before anything is put in them.
-HOME_DIRS = ("blobs", "containers", "mounts", "run", "volume-blobs", "volume-trees")
+HOME_DIRS = ("blobs", "containers", "images", "mounts", "run", "volume-blobs", "volume-trees")
 
 
 def ensure_token(home: Path) -> str:
