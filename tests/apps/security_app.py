@@ -31,6 +31,9 @@ def attacker(targets: dict) -> dict:
 
     http = BlockingHTTP(os.environ["SKIFF_SERVER_URL"], os.environ["SKIFF_TOKEN"])
     fid, cid, app_id = targets["function_id"], targets["container_id"], targets["other_app_id"]
+    call = targets["caller_call_id"]  # a call the owner's client made
+    hijack = json.dumps({"function_id": fid, "kind": "spawn", "call_id": call, "inputs_complete": True,
+                         "inputs": [{"idx": 99, "args": {"data": "gAROLg=="}}]}).encode()
     attacks = {
         "logs of another app (where ids were harvested)": ("GET", f"/v1/apps/{app_id}/logs?after=0&timeout=0"),
         "another container's hello (its secret values)": ("GET", f"/v1/functions/{fid}/containers/{cid}/hello"),
@@ -42,12 +45,18 @@ def attacker(targets: dict) -> dict:
         "stop another app": ("POST", f"/v1/apps/{app_id}/stop"),
         "list apps": ("GET", "/v1/apps"),
         "usage": ("GET", "/v1/usage"),
+        "read another's call": ("GET", f"/v1/calls/{call}/outputs?after=0&timeout=0"),
+        "add inputs to another's call": ("POST", f"/v1/calls/{call}/inputs"),
+        "cancel another's call": ("POST", f"/v1/calls/{call}/cancel"),
     }
     results = {}
     for name, (method, url) in attacks.items():
-        body = b"{}" if method == "POST" else None
+        body = b'{"inputs": [], "inputs_complete": true}' if url.endswith("/inputs") else b"{}" if method == "POST" else None
         status, _ctype, answer = http.send(method, url, body, attempts=1)
         results[name] = {"status": status, "body": answer.decode(errors="replace")[:300]}
+    # Making a call under another's id, with inputs and "complete", is refused too.
+    status, _ctype, answer = http.send("POST", "/v1/calls", hijack, attempts=1)
+    results["make a call under another's id"] = {"status": status, "body": answer.decode(errors="replace")[:300]}
     # What a container may still do: its own Dicts, by name.
     d = skiff.Dict.from_name("attacker-scratch", create_if_missing=True)
     d["k"] = "v"
