@@ -48,6 +48,7 @@ class CallState:
     owner: str = ""  # the container that started it, "" for the admin's clients
     durable: bool = False  # its inputs and outputs are in the database (see durable.py)
     forgetting: bool = False  # its caller has every output; it is dropped shortly
+    received: set[int] = field(default_factory=set)  # a durable call's input indices, to drop ones sent twice
     created_at: float = field(default_factory=time.time)
     num_inputs: int = 0
     inputs_complete: bool = False
@@ -82,10 +83,11 @@ class CallState:
                 self.finished_at = time.time()
         self._wake()
 
-    def restore(self, outputs: list[OutputItem], num_inputs: int, inputs_complete: bool) -> None:
+    def restore(self, outputs: list[OutputItem], received: set[int], inputs_complete: bool) -> None:
         """The state of a durable call the database kept across a restart."""
         self.durable = True
-        self.num_inputs = num_inputs
+        self.received = set(received)
+        self.num_inputs = len(received)
         self.inputs_complete = inputs_complete
         for item in outputs:
             self._outputs.append(item)

@@ -406,13 +406,13 @@ class ControlPlane:
         self.calls[call.id] = call  # before any wait: the same creation sent again finds it
         if call.durable:
             try:
-                inputs = await self.store.run(self.durable.create, call, inputs, complete)
+                await self._add_durable_inputs(runner, call, inputs, complete, create=True)
             except BaseException:
                 self.calls.pop(call.id, None)
                 raise
         else:
             self.journal.created(call.id, function_id, kind)
-        self._add_inputs(runner, call, inputs, complete)
+            self._add_inputs(runner, call, inputs, complete)
         return call.id
 
     def call_owner(self, call_id: str) -> str | None:
@@ -431,16 +431,40 @@ class ControlPlane:
 
     async def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> None:
         call = self.call(call_id)
-        if call.durable:  # inputs written already (a client sending a batch again) are dropped
-            if call.inputs_complete or call.cancelled:
-                inputs = await self.store.run(self.durable.unknown_inputs, call_id, inputs)
-                if inputs:
-                    raise InvalidError(f"call {call_id} already has all its inputs")
-                return
-            inputs = await self.store.run(self.durable.add_inputs, call_id, inputs, complete)
-        elif call.inputs_complete:
+        if call.durable:
+            await self._add_durable_inputs(self.runner(call.function_id), call, inputs, complete)
+            return
+        if call.inputs_complete:
             raise InvalidError(f"call {call_id} already has all its inputs")
         self._add_inputs(self.runner(call.function_id), call, inputs, complete)
+
+    async def _add_durable_inputs(self, runner: FunctionRunner, call: CallState, inputs: list[InputItem],
+                                  complete: bool, create: bool = False) -> None:
+        """Write inputs the call does not have yet (a client sends a batch again when it lost
+        the answer), then queue them. They are counted before the write, so a request that
+        completes the call meanwhile cannot see it done without them."""
+        new = [i for i in inputs if i.idx not in call.received]
+        if call.inputs_complete or call.cancelled:
+            if new:
+                raise InvalidError(f"call {call.id} already has all its inputs")
+            return
+        call.received.update(i.idx for i in new)
+        call.num_inputs += len(new)
+        try:
+            if create:
+                await self.store.run(self.durable.create, call, new, complete)
+            else:
+                await self.store.run(self.durable.add_inputs, call.id, new, complete)
+        except BaseException:
+            call.received.difference_update(i.idx for i in new)
+            call.num_inputs -= len(new)
+            raise
+        if new:
+            runner.submit([Input(call=call, idx=i.idx, args=i.args) for i in new])
+        if complete:
+            call.mark_inputs_complete()
+            if call.done:
+                self._call_done(call)
 
     def _add_inputs(self, runner: FunctionRunner, call: CallState, items: list[InputItem], complete: bool) -> None:
         if items:

@@ -3,7 +3,8 @@
 Its row, its inputs and its outputs are in the database before anyone is told of them:
 the call's creation answers only once the row and its first inputs are written; more
 inputs are written before they are acknowledged; and each output is written before its
-caller can read it. Outputs are group-committed (:class:`OutputWriter`): those finished
+caller can read it. Both are kept a batch to a row, so a map of 10,000 inputs is tens of
+rows, not 20,000. Outputs are group-committed (:class:`OutputWriter`): those finished
 within a few milliseconds of each other, across calls, are written in one transaction
 and then released to their callers in order, so a map pays one commit per batch, not
 one per input.
@@ -26,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from ..protocol.wire import InputItem, OutputItem, Payload, decode, encode
+from ..protocol.wire import InputItem, OutputItem, decode, encode
 from .calls import CallState
 from .store import Store
-from .store.models import CallInputRow, CallOutputRow, CallRow
+from .store.database import table_of
+from .store.models import CallInputBatchRow, CallOutputBatchRow, CallRow
 
 log = logging.getLogger("skiff.durable")
 
@@ -53,59 +55,51 @@ class DurableCalls:
         self.store = store
 
     # -- writes ---------------------------------------------------------------------------
+    # Inputs and outputs are written a batch to a row: the inputs one request brought, the
+    # outputs of one call one group commit wrote. Which input indices a call has is known
+    # in memory (``CallState.received``), so an input sent twice is dropped before this.
 
-    def create(self, call: CallState, inputs: list[InputItem], complete: bool) -> list[InputItem]:
-        """Write a new call and its first inputs; a call id written before (a client
-        sending its creation again after a lost answer) writes only what is new.
-        Returns the inputs that were new."""
+    def create(self, call: CallState, inputs: list[InputItem], complete: bool) -> None:
+        """Write a new call and its first inputs."""
         with self.store.session() as s, s.begin():
-            if s.get(CallRow, call.id) is None:
-                s.add(CallRow(id=call.id, function_id=call.function_id, kind=call.kind, status="pending",
-                              created_at=call.created_at, num_inputs=0, num_failures=0,
-                              inputs_complete=complete, owner=call.owner))
-        return self.add_inputs(call.id, inputs, complete)
+            s.execute(table_of(CallRow).insert(), [{
+                "id": call.id, "function_id": call.function_id, "kind": call.kind, "status": "pending",
+                "created_at": call.created_at, "finished_at": None, "num_inputs": 0, "num_failures": 0,
+                "inputs_complete": complete, "owner": call.owner}])
+            self._write_inputs(s, call.id, inputs)
 
-    def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> list[InputItem]:
-        """Write inputs not written before (by index); returns those that were new."""
+    def add_inputs(self, call_id: str, inputs: list[InputItem], complete: bool) -> None:
+        with self.store.session() as s, s.begin():
+            self._write_inputs(s, call_id, inputs)
+            if complete:
+                s.execute(update(CallRow).where(CallRow.id == call_id).values(inputs_complete=True))
+
+    @staticmethod
+    def _write_inputs(s: Session, call_id: str, inputs: list[InputItem]) -> None:
         if inputs:
-            with self.store.session() as s:
-                have = set(s.scalars(select(CallInputRow.idx).where(
-                    CallInputRow.call_id == call_id, CallInputRow.idx.in_([i.idx for i in inputs]))))
-            new = [i for i in inputs if i.idx not in have]
-        else:
-            new = []
-        try:
-            with self.store.session() as s, s.begin():
-                s.add_all([CallInputRow(call_id=call_id, idx=i.idx, args=encode(i.args)) for i in new])
-                if complete:
-                    s.execute(update(CallRow).where(CallRow.id == call_id).values(inputs_complete=True))
-        except IntegrityError:  # the same inputs, sent twice at once: the other request wrote them
-            return []
-        return new
-
-    def unknown_inputs(self, call_id: str, inputs: list[InputItem]) -> list[InputItem]:
-        """Those of ``inputs`` the call does not have (a batch sent again is all known)."""
-        with self.store.session() as s:
-            have = set(s.scalars(select(CallInputRow.idx).where(
-                CallInputRow.call_id == call_id, CallInputRow.idx.in_([i.idx for i in inputs]))))
-        return [i for i in inputs if i.idx not in have]
+            s.execute(table_of(CallInputBatchRow).insert(), [{
+                "call_id": call_id, "first_idx": min(i.idx for i in inputs), "inputs": [encode(i) for i in inputs]}])
 
     def cancelled(self, call_id: str) -> None:
         with self.store.session() as s, s.begin():
             s.execute(update(CallRow).where(CallRow.id == call_id).values(inputs_complete=True, status="cancelled"))
 
     def write_outputs(self, rows: list[tuple[str, OutputItem]]) -> None:
+        by_call: dict[str, list[OutputItem]] = {}
+        for call_id, item in rows:
+            by_call.setdefault(call_id, []).append(item)
         with self.store.session() as s, s.begin():
-            s.add_all([CallOutputRow(call_id=call_id, seq=item.seq, idx=item.idx, body=encode(item))
-                       for call_id, item in rows])
+            s.execute(table_of(CallOutputBatchRow).insert(), [
+                {"call_id": call_id, "first_seq": items[0].seq, "outputs": [encode(i) for i in items]}
+                for call_id, items in by_call.items()])
 
     def forget(self, call_ids: list[str]) -> None:
         """Drop what was kept of calls their callers have read in full (or that expired)."""
         if not call_ids:
             return
         with self.store.session() as s, s.begin():
-            s.execute(delete(CallInputRow).where(CallInputRow.call_id.in_(call_ids)))
-            s.execute(delete(CallOutputRow).where(CallOutputRow.call_id.in_(call_ids)))
+            s.execute(delete(CallInputBatchRow).where(CallInputBatchRow.call_id.in_(call_ids)))
+            s.execute(delete(CallOutputBatchRow).where(CallOutputBatchRow.call_id.in_(call_ids)))
 
     # -- after a restart -------------------------------------------------------------------
 
@@ -114,17 +108,18 @@ class DurableCalls:
         is kept for ``.get()`` until it expires)."""
         found = []
         with self.store.session() as s:
-            kept = select(CallInputRow.call_id).distinct()  # forget() drops a call's rows once it is read
-            rows = list(s.scalars(select(CallRow).where(CallRow.id.in_(kept))))
-            for row in rows:
-                outputs = [decode(OutputItem, r.body) for r in s.scalars(
-                    select(CallOutputRow).where(CallOutputRow.call_id == row.id).order_by(CallOutputRow.seq))]
-                inputs = [InputItem(idx=r.idx, args=decode(Payload, r.args)) for r in s.scalars(
-                    select(CallInputRow).where(CallInputRow.call_id == row.id).order_by(CallInputRow.idx))]
+            kept = select(CallInputBatchRow.call_id).distinct()  # forget() drops a call's rows once it is read
+            for row in s.scalars(select(CallRow).where(CallRow.id.in_(kept))):
+                outputs = [decode(OutputItem, o) for b in s.scalars(
+                    select(CallOutputBatchRow).where(CallOutputBatchRow.call_id == row.id)
+                    .order_by(CallOutputBatchRow.first_seq)) for o in b.outputs]
+                inputs = sorted((decode(InputItem, i) for b in s.scalars(
+                    select(CallInputBatchRow).where(CallInputBatchRow.call_id == row.id)) for i in b.inputs),
+                    key=lambda i: i.idx)
                 finished = {o.idx for o in outputs if o.gen_index is None or o.gen_done}
                 call = CallState(id=row.id, function_id=row.function_id, kind=row.kind, owner=row.owner,
                                  created_at=row.created_at, cancelled=row.status == "cancelled")
-                call.restore(outputs, num_inputs=len(inputs), inputs_complete=row.inputs_complete)
+                call.restore(outputs, received={i.idx for i in inputs}, inputs_complete=row.inputs_complete)
                 found.append(Recovered(call=call, outputs=outputs,
                                        pending=[i for i in inputs if i.idx not in finished]))
         return found

@@ -59,7 +59,7 @@ def rowcount(result: Result[Any]) -> int:
     return result.rowcount
 
 
-def _table(model: type[Base]) -> Table:
+def table_of(model: type[Base]) -> Table:
     """The model's table, for Core inserts (declarative types ``__table__`` as any FROM clause)."""
     table = model.__table__
     assert isinstance(table, Table)
@@ -154,7 +154,7 @@ class Store:
                 known = set(s.scalars(select(CallRow.id).where(CallRow.id.in_([r["id"] for r in created]))))
                 created = [r for r in created if r["id"] not in known]
             if created:
-                s.execute(_table(CallRow).insert(), created)
+                s.execute(table_of(CallRow).insert(), created)
             if finished:
                 s.execute(update(CallRow), finished)  # one executemany, by primary key
 
@@ -187,7 +187,7 @@ class Store:
 
     def append_logs(self, rows: list[dict[str, Any]]) -> None:
         with self.session() as s, s.begin():
-            s.execute(_table(LogRow).insert(), rows)
+            s.execute(table_of(LogRow).insert(), rows)
 
     def read_logs(self, app_id: str, after: int, limit: int = 1000) -> list[LogRow]:
         with self.session() as s:

@@ -66,25 +66,25 @@ class CallRow(Base):
     owner: Mapped[str] = mapped_column(String(32), default="", server_default="")  # a container id, "" for admin
 
 
-class CallInputRow(Base):
-    """An input of a durable call (a spawn or a map), kept until the call is forgotten."""
+class CallInputBatchRow(Base):
+    """Inputs of a durable call (a spawn or a map), as one request brought them; kept until
+    the call is forgotten."""
 
-    __tablename__ = "call_inputs"
-
-    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
-    args: Mapped[dict[str, Any]] = mapped_column(JSON)  # a Payload
-
-
-class CallOutputRow(Base):
-    """An output of a durable call, written before the caller can see it."""
-
-    __tablename__ = "call_outputs"
+    __tablename__ = "call_input_batches"
 
     call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    idx: Mapped[int] = mapped_column(Integer)
-    body: Mapped[dict[str, Any]] = mapped_column(JSON)  # an OutputItem
+    first_idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # InputItems
+
+
+class CallOutputBatchRow(Base):
+    """Outputs of a durable call, as one group commit wrote them, before the caller saw them."""
+
+    __tablename__ = "call_output_batches"
+
+    call_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)  # OutputItems
 
 
 class ContainerRow(Base):

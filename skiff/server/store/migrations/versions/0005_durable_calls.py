@@ -15,20 +15,21 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Inputs and outputs are kept a batch to a row (the batch a client sent, the outputs
+    # one group commit wrote): a map of 10,000 inputs is tens of rows, not 20,000.
     op.create_table(
-        "call_inputs",
+        "call_input_batches",
         sa.Column("call_id", sa.String(length=32), nullable=False),
-        sa.Column("idx", sa.Integer(), nullable=False),
-        sa.Column("args", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("call_id", "idx"),
+        sa.Column("first_idx", sa.Integer(), nullable=False),
+        sa.Column("inputs", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("call_id", "first_idx"),
     )
     op.create_table(
-        "call_outputs",
+        "call_output_batches",
         sa.Column("call_id", sa.String(length=32), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("idx", sa.Integer(), nullable=False),
-        sa.Column("body", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("call_id", "seq"),
+        sa.Column("first_seq", sa.Integer(), nullable=False),
+        sa.Column("outputs", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("call_id", "first_seq"),
     )
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.add_column(sa.Column("inputs_complete", sa.Boolean(), server_default=sa.false(), nullable=False))
@@ -39,5 +40,5 @@ def downgrade() -> None:
     with op.batch_alter_table("calls", schema=None) as batch_op:
         batch_op.drop_column("owner")
         batch_op.drop_column("inputs_complete")
-    op.drop_table("call_outputs")
-    op.drop_table("call_inputs")
+    op.drop_table("call_output_batches")
+    op.drop_table("call_input_batches")
