@@ -362,7 +362,7 @@ def main() -> None:
     parser.add_argument("--n-memory", type=int, default=100000, help="inputs of the map whose memory is measured")
     parser.add_argument("--repeats", type=int, default=3, help="times each throughput measurement runs")
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    args = parse_args(parser, n_trivial=1000, n_cpu=20, n_memory=2000, repeats=1)
+    args = parse_args(parser, n_trivial=1000, n_cpu=100, n_memory=2000, repeats=1)
     command = command_line()
     software = ray_versions()  # before measuring: the commit the server runs, not one made meanwhile
 

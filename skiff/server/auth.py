@@ -89,9 +89,6 @@ class Credentials:
                 return found
         raise AuthError(f"missing or wrong API token: {TOKEN_HELP}")
 
-    def is_admin(self, token: str) -> bool:
-        return hmac.compare_digest(token.encode(), self._admin)
-
 
 # -- the policy for container tokens ----------------------------------------------------
 

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -45,8 +44,7 @@ GROUP_COMMIT_S = 0.005  # how long a finished output may wait for others to shar
 class Recovered:
     """One unfinished call as the database held it."""
 
-    call: CallState
-    outputs: list[OutputItem]
+    call: CallState  # its outputs restored
     pending: list[InputItem] = field(default_factory=list)  # inputs with no final output
 
 
@@ -120,8 +118,7 @@ class DurableCalls:
                 call = CallState(id=row.id, function_id=row.function_id, kind=row.kind, owner=row.owner,
                                  created_at=row.created_at, cancelled=row.status == "cancelled")
                 call.restore(outputs, received={i.idx for i in inputs}, inputs_complete=row.inputs_complete)
-                found.append(Recovered(call=call, outputs=outputs,
-                                       pending=[i for i in inputs if i.idx not in finished]))
+                found.append(Recovered(call=call, pending=[i for i in inputs if i.idx not in finished]))
         return found
 
 
@@ -175,7 +172,3 @@ class OutputWriter:
         batch, self._pending = self._pending, []
         if batch:
             await self.durable.store.run(self.durable.write_outputs, [(c.id, item) for c, item, _ in batch])
-
-
-def recovered_summary(found: list[Recovered]) -> dict[str, Any]:
-    return {"calls": len(found), "pending_inputs": sum(len(r.pending) for r in found)}
